@@ -1,0 +1,1 @@
+namespace Schedules.Core; public static class Placeholder {}

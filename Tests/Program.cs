@@ -1,0 +1,13 @@
+using System.Reflection;
+using Expecto;
+using Expecto.CSharp;
+using Tests.Harness;
+
+// Runs every [Tests] value in this assembly; Expecto's CLI arguments pass through (e.g. --filter-test-list).
+// The last line is the plain `N passed, N failed` that CI reads.
+var counter = new CountingPrinter();
+var config = Runner.AddPrinter(Impl.ExpectoConfig.defaultConfig, counter);
+var all = Impl.testFromAssembly.Invoke(Assembly.GetExecutingAssembly()).Value;
+int exit = Expecto.Tests.runTestsWithCLIArgs(new[] { Expecto.Tests.CLIArguments.NewPrinter(config.printer) }, args, all);
+Console.WriteLine($"{counter.PassedCount} passed, {counter.FailedCount} failed" + (counter.IgnoredCount > 0 ? $", {counter.IgnoredCount} skipped" : ""));
+return exit;

@@ -1,1 +1,0 @@
-namespace Schedules.Core; public static class Placeholder {}

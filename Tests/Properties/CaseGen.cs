@@ -301,6 +301,12 @@ public static class CaseGen
             return m;
         });
 
+    /// <summary>
+    /// The case as a reader of its text sees it. ScheduleJson reads numbers with GetValue&lt;double&gt;, which throws on a
+    /// JsonValue built from a C# int (only text-backed values convert), so generated trees are written and read back.
+    /// </summary>
+    public static JsonObject Reparsed(JsonObject o) => (JsonObject)JsonNode.Parse(o.ToJsonString())!;
+
     public static bool Contains(JsonNode? spec, string type) =>
         spec is JsonObject o && ((string?)o["type"] == type || (o["schedulers"] as JsonArray ?? []).Any(k => Contains(k, type)));
 
@@ -316,8 +322,9 @@ public static class CaseGen
     /// <summary>Deterministic sample: the same seed gives the same cases, numbered c0..c(n-1).</summary>
     public static JsonObject[] Sample(Gen<JsonObject> gen, int count, ulong seed, int size = 50)
     {
-        var xs = Gen.Sample(gen, size, new Rnd(seed), count).ToArray();
+        // FsCheck.Fluent.Gen.Sample(gen, numberOfSamples, seed, size).
+        var xs = Gen.Sample(gen, count, new Rnd(seed), size).ToArray();
         for (int i = 0; i < xs.Length; i++) xs[i]["id"] = $"p{seed}-{i}";
-        return xs;
+        return xs.Select(Reparsed).ToArray();
     }
 }

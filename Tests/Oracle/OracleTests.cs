@@ -37,7 +37,7 @@ namespace Tests.Oracle;
 public static class OracleTests
 {
     public const ulong DefaultSeed = 1_130_211;
-    public const int DefaultCases = 800;
+    public const int DefaultCases = 1000;
 
     static ulong Seed => ulong.TryParse(Environment.GetEnvironmentVariable("LR_ORACLE_SEED"), out var s) ? s : DefaultSeed;
     static int CaseCount => int.TryParse(Environment.GetEnvironmentVariable("LR_ORACLE_CASES"), out var n) && n > 0 ? n : DefaultCases;
@@ -61,7 +61,7 @@ public static class OracleTests
         var pyTime = sw.Elapsed;
 
         var failures = new List<string>();
-        int refused = 0, failedStepping = 0, resumed = 0;
+        int refused = 0, failedStepping = 0, resumed = 0, excused = 0;
         for (int i = 0; i < cases.Length; i++)
         {
             var (c, a) = (cases[i], answers[i]);
@@ -75,13 +75,23 @@ public static class OracleTests
                 var outcome = GoldenReplay.Check(merged);
                 if (!outcome.Passed) why = outcome.Failure;
             }
+            if (why is not null && KnownBug(why, c) is { } bug && KnownBugs.Excuse(bug, Report(why, c, a, seed))) { excused++; continue; }
             if (why is not null) failures.Add(Report(why, c, a, seed));
         }
         Console.WriteLine($"oracle: torch {oracle.TorchVersion}, {cases.Length} cases ({refused} refused, {failedStepping} failed while stepping, " +
-                          $"{resumed} resumed), PyTorch {pyTime.TotalSeconds:0.0} s, total {sw.Elapsed.TotalSeconds:0.0} s");
+                          $"{resumed} resumed, {excused} excused by known library bugs), PyTorch {pyTime.TotalSeconds:0.0} s, total {sw.Elapsed.TotalSeconds:0.0} s");
         if (failures.Count > 0)
             throw new Exception($"{failures.Count} of {cases.Length} random cases disagree with PyTorch {oracle.TorchVersion} (seed {seed}; " +
                                 $"rerun with LR_ORACLE_SEED={seed}). First {Math.Min(5, failures.Count)}:\n\n" + string.Join("\n\n", failures.Take(5)));
+    }
+
+    /// <summary>The reported library bug that explains this failure, if one does (see <see cref="KnownBugs"/>).</summary>
+    static string? KnownBug(string why, JsonObject c)
+    {
+        var spec = c["scheduler"];
+        if (KnownBugs.Count(spec, "OneCycleLR") >= 2) return KnownBugs.TwoOneCycle;
+        if (why.StartsWith("we refused what PyTorch accepted") && KnownBugs.HasZeroPeriod(spec)) return KnownBugs.RefusedUnsteppedChild;
+        return null;
     }
 
     /// <summary>The case as the corpus would hold it: our inputs plus PyTorch's outputs.</summary>

@@ -45,7 +45,38 @@ public static class OracleTests
     [Tests]
     public static Test All => Spec.Sequenced(Spec.List("oracle",
         Spec.Case("random configurations agree with live PyTorch", RandomCasesAgree),
-        Spec.Case("exclusions still differ in this PyTorch", ExclusionsStillDiffer)));
+        Spec.Case("exclusions still differ in this PyTorch", ExclusionsStillDiffer),
+        Spec.Case("a missing interpreter or torch is reported with the install hint", MissingTorchIsExplained)));
+
+    static void MissingTorchIsExplained()
+    {
+        static void Expect(string python)
+        {
+            try { using var o = TorchOracle.Start(TimeSpan.FromSeconds(30), python); }
+            catch (OracleUnavailableException e)
+            {
+                if (!e.Message.Contains("apt-get install python3-torch")) throw new Exception($"no install hint for {python}: {e.Message}");
+                return;
+            }
+            throw new Exception($"the oracle started under {python}, which has no torch");
+        }
+        Expect("/nonexistent/bin/python3");
+        // Another python3 on PATH (pyenv, venv) usually lacks torch: it must be explained the same way.
+        var other = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':')
+            .Select(d => Path.Combine(d, "python3")).FirstOrDefault(p => File.Exists(p) && p != TorchOracle.DefaultPython && !HasTorch(p));
+        if (other is not null) Expect(other);
+    }
+
+    static bool HasTorch(string python)
+    {
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo(python, ["-c", "import torch"]) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+            p.WaitForExit(60_000);
+            return p.HasExited && p.ExitCode == 0;
+        }
+        catch (Exception) { return true; } // cannot tell: do not use it
+    }
 
     static void RandomCasesAgree()
     {

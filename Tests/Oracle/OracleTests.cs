@@ -82,7 +82,7 @@ public static class OracleTests
     {
         ulong seed = Seed;
         int count = CaseCount;
-        Console.WriteLine($"oracle: seed {seed} (set LR_ORACLE_SEED to change), {count} cases (LR_ORACLE_CASES)");
+        Say.Line($"oracle: seed {seed} (set LR_ORACLE_SEED to change), {count} cases (LR_ORACLE_CASES)");
         var sw = Stopwatch.StartNew();
         var cases = CaseGen.Sample(CaseGen.Case(GenOptions.Oracle), count, seed);
         CheckCoverage(cases);
@@ -109,7 +109,7 @@ public static class OracleTests
             if (why is not null && KnownBug(why, c) is { } bug && KnownBugs.Excuse(bug, Report(why, c, a, seed))) { excused++; continue; }
             if (why is not null) failures.Add(Report(why, c, a, seed));
         }
-        Console.WriteLine($"oracle: torch {oracle.TorchVersion}, {cases.Length} cases ({refused} refused, {failedStepping} failed while stepping, " +
+        Say.Line($"oracle: torch {oracle.TorchVersion}, {cases.Length} cases ({refused} refused, {failedStepping} failed while stepping, " +
                           $"{resumed} resumed, {excused} excused by known library bugs), PyTorch {pyTime.TotalSeconds:0.0} s, total {sw.Elapsed.TotalSeconds:0.0} s");
         if (failures.Count > 0)
             throw new Exception($"{failures.Count} of {cases.Length} random cases disagree with PyTorch {oracle.TorchVersion} (seed {seed}; " +
@@ -174,7 +174,7 @@ public static class OracleTests
         int resumes = cases.Count(c => c["resume_at"] is not null);
         int plateaus = cases.Count(c => c["metrics"] is not null);
         int longOnes = cases.Count(c => (int)c["steps"]! > 120);
-        Console.WriteLine($"oracle: coverage: depth>=2 {deep}, several groups {multiGroup}, per-group lambda lists {lambdaLists}, " +
+        Say.Line($"oracle: coverage: depth>=2 {deep}, several groups {multiGroup}, per-group lambda lists {lambdaLists}, " +
                           $"plateau {plateaus}, resume_at {resumes}, long {longOnes}");
         int n = cases.Length;
         var problems = new List<string>();
@@ -217,7 +217,7 @@ public static class OracleTests
         for (int i = 0; i < Evidence.Length; i++)
         {
             var diff = VersionDifference(golden[Evidence[i].Id], answers[i]);
-            Console.WriteLine($"oracle: exclusion '{Evidence[i].Construct}' ({Evidence[i].Id}): torch {oracle.TorchVersion} vs 2.11: {diff ?? "SAME"}");
+            Say.Line($"oracle: exclusion '{Evidence[i].Construct}' ({Evidence[i].Id}): torch {oracle.TorchVersion} vs 2.11: {diff ?? "SAME"}");
             if (diff is null) same.Add($"{Evidence[i].Construct} ({Evidence[i].Id})");
         }
         if (same.Count > 0)

@@ -21,7 +21,7 @@ public static class AlgebraicProperties
     /// <summary>FsCheck's configuration: fixed seed, throws with the counterexample on failure.</summary>
     static Config Config(int tests, string name)
     {
-        Console.WriteLine($"properties: {name}: seed {Seed} (LR_PROPERTY_SEED), {tests} tests");
+        Say.Line($"properties: {name}: seed {Seed} (LR_PROPERTY_SEED), {tests} tests");
         return FsCheck.Config.QuickThrowOnFailure
             .WithMaxTest(tests)
             .WithQuietOnSuccess(true)

@@ -162,7 +162,8 @@ public static class CaseGen
                        from mode in Pick("triangular", "triangular2", "exp_range")
                        from g in Real(0.9, 1.0)
                        from mom in Chance(0.5)
-                       select CyclicObj(baseLr, maxLr, up, down, mode, g, mom);
+                       from momenta in Momenta(groups, 0.8, 0.9)
+                       select WithMomenta(CyclicObj(baseLr, maxLr, up, down, mode, g, mom), momenta);
             case "OneCycleLR":
                 return from maxLr in PerGroupReal(Real(0.01, 1.0), groups)
                        from extra in Int(1, 10)
@@ -173,8 +174,14 @@ public static class CaseGen
                        from fdiv in Real(10, 1e4, 1)
                        from three in Chance(0.3)
                        from mom in Chance(0.5)
-                       select Obj(t, ("max_lr", maxLr), ("total_steps", total), ("pct_start", pct), ("anneal_strategy", anneal),
-                           ("div_factor", div), ("final_div_factor", fdiv), ("three_phase", three), ("cycle_momentum", mom));
+                       from momenta in Momenta(groups, 0.85, 0.95)
+                       from byEpochs in Chance(0.15)
+                       from spe in Int(1, 4)
+                       let length = byEpochs
+                           ? new (string, JsonNode?)[] { ("epochs", (total + spe - 1) / spe), ("steps_per_epoch", spe) }
+                           : [("total_steps", total)]
+                       select WithMomenta(Obj(t, [("max_lr", maxLr), .. length, ("pct_start", pct), ("anneal_strategy", anneal),
+                           ("div_factor", div), ("final_div_factor", fdiv), ("three_phase", three), ("cycle_momentum", mom)]), momenta);
             case "LambdaLR":
                 return PerGroupLambda(Lambda(h), groups).Select(l => Obj(t, ("lr_lambda", l)));
             case "MultiplicativeLR":
@@ -182,6 +189,20 @@ public static class CaseGen
             default:
                 throw new ArgumentException("no generator for " + t);
         }
+    }
+
+    /// <summary>Usually no momenta (PyTorch's defaults), sometimes base_momentum/max_momentum, scalar or per group.</summary>
+    static Gen<(JsonNode Base, JsonNode Max)?> Momenta(int groups, double defaultBase, double defaultMax) =>
+        Chance(0.3).SelectMany(custom => custom
+            ? from b in PerGroupReal(Real(0.6, defaultBase, 3), groups)
+              from m in PerGroupReal(Real(defaultMax - 0.05, 0.99, 3), groups)
+              select ((JsonNode, JsonNode)?)(b, m)
+            : Gen.Constant<(JsonNode, JsonNode)?>(null));
+
+    static JsonObject WithMomenta(JsonObject o, (JsonNode Base, JsonNode Max)? m)
+    {
+        if (m is { } x) { o["base_momentum"] = x.Base; o["max_momentum"] = x.Max; }
+        return o;
     }
 
     static JsonObject CyclicObj(JsonNode baseLr, JsonNode maxLr, int up, int down, string mode, double gamma, bool momentum)
@@ -262,6 +283,32 @@ public static class CaseGen
         return Gen.Frequency(options.ToArray());
     }
 
+    /// <summary>Keyword arguments with a PyTorch default, per type (required ones are never dropped).</summary>
+    static readonly Dictionary<string, string[]> Optional = new()
+    {
+        ["StepLR"] = ["gamma"], ["MultiStepLR"] = ["gamma"], ["ConstantLR"] = ["factor", "total_iters"],
+        ["LinearLR"] = ["start_factor", "end_factor", "total_iters"], ["PolynomialLR"] = ["total_iters", "power"],
+        ["CosineAnnealingLR"] = ["eta_min"], ["CosineAnnealingWarmRestarts"] = ["T_mult", "eta_min"],
+        ["CyclicLR"] = ["mode", "gamma", "cycle_momentum", "base_momentum", "max_momentum"],
+        ["OneCycleLR"] = ["pct_start", "anneal_strategy", "div_factor", "final_div_factor", "three_phase", "cycle_momentum", "base_momentum", "max_momentum"],
+        ["ReduceLROnPlateau"] = ["mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"],
+    };
+
+    /// <summary>Leaves out each optional argument with probability 1/8, walking the tree in order and using one coin per field.</summary>
+    static JsonObject DropDefaults(JsonObject spec, IReadOnlyList<int> coins)
+    {
+        int next = 0;
+        void Walk(JsonObject o)
+        {
+            if (Optional.TryGetValue((string)o["type"]!, out var names))
+                foreach (var n in names)
+                    if (o.ContainsKey(n) && coins[next++ % coins.Count] == 0) o.Remove(n);
+            foreach (var k in o["schedulers"] as JsonArray ?? []) if (k is JsonObject ko) Walk(ko);
+        }
+        Walk(spec);
+        return spec;
+    }
+
     /// <summary>A whole case: groups, initial rates, steps (mostly 1–120, a few long), configuration, metrics, resume_at.</summary>
     public static Gen<JsonObject> Case(GenOptions o, double longFraction = 0.01) =>
         from groups in Pick(1, 1, 2, 3)
@@ -270,7 +317,9 @@ public static class CaseGen
         from steps in isLong ? Int(500, 1500) : Int(1, 120)
         from fullHorizon in Chance(0.7)
         from h in fullHorizon ? Gen.Constant(steps) : Int(1, steps + 5)
-        from spec in Tree(h, groups, 0, o)
+        from tree in Tree(h, groups, 0, o)
+        from coins in Gen.ListOf(Int(0, 7), 97)
+        let spec = DropDefaults(tree, coins)
         from metrics in Metrics(steps)
         from resume in Chance(0.5)
         from k in Int(1, Math.Max(1, steps - 1))

@@ -16,7 +16,7 @@ public static class GoldenCorpusTests
     {
         get
         {
-            var beside = Path.Combine(AppContext.BaseDirectory, RelativePath);
+            var beside = TestData.GoldenCorpus; // Tests/Data is copied beside the test binary
             if (File.Exists(beside)) return beside;
             for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
             {
@@ -38,7 +38,7 @@ public static class GoldenCorpusTests
         if (ids.Distinct().Count() != ids.Count) throw new Exception("the corpus has duplicate case ids");
         if (cases.Count != ExpectedCases)
             throw new Exception($"expected {ExpectedCases} golden cases, read {cases.Count} from {CorpusPath}");
-        Console.WriteLine($"golden: {cases.Count - failures.Count}/{cases.Count} cases pass");
+        Say.Line($"golden: {cases.Count - failures.Count}/{cases.Count} cases pass");
         if (failures.Count > 0)
             throw new Exception($"{failures.Count} of {cases.Count} golden cases fail:\n" +
                                 string.Join("\n", failures.Take(50).Select(f => $"  {f.Id}: {f.Failure}")) +

@@ -65,7 +65,7 @@ public static class KnownBugs
     public static bool Excuse(string key, string detail)
     {
         int n = Hits.AddOrUpdate(key, 1, (_, v) => v + 1);
-        if (n == 1) Console.WriteLine($"KNOWN BUG {key} (reported; LR_STRICT_KNOWN_BUGS=1 makes it fail): {detail}");
+        if (n == 1) Say.Line($"KNOWN BUG {key} (reported; LR_STRICT_KNOWN_BUGS=1 makes it fail): {detail}");
         return !Strict;
     }
 
@@ -85,7 +85,7 @@ public static class KnownBugs
     public static Test Present => Spec.List("known bugs", Spec.Case("are still present (delete the entry when one is fixed)", () =>
     {
         var fixedOnes = All.Where(b => !b.StillPresent()).ToList();
-        foreach (var b in All.Except(fixedOnes)) Console.WriteLine($"known bug still present: {b.Key}: {b.Summary}\n  reproducer: {b.Reproducer}");
+        foreach (var b in All.Except(fixedOnes)) Say.Line($"known bug still present: {b.Key}: {b.Summary}\n  reproducer: {b.Reproducer}");
         if (fixedOnes.Count > 0)
             throw new Exception("fixed, remove from Tests/Properties/KnownBugs.cs: " + string.Join(", ", fixedOnes.Select(b => b.Key)));
     }));

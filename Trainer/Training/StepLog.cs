@@ -50,6 +50,8 @@ public sealed class StepLog : IDisposable
         _out.Flush();
     }
 
+    public void Json(string line) => _json?.WriteLine(line);
+
     public void Step(StepRecord r, long tokensPerStep)
     {
         if (_firstStep < 0) _firstStep = r.Step - 1;

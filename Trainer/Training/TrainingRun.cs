@@ -12,6 +12,9 @@ namespace Trainer.Training;
 /// <summary>Builds one replica of the model on a device; every call must give bit-identical parameters.</summary>
 public delegate nn.Module<Tensor, Tensor> ReplicaFactory(Device device);
 
+/// <summary>Validation tokens, evaluated every <paramref name="Every"/> steps over <paramref name="MaxBatches"/> batches per rank.</summary>
+public sealed record ValidationSet(int[] Tokens, int Every, int MaxBatches);
+
 /// <summary>Mean cross entropy of logits (B,T,V) against targets (B,T).</summary>
 public delegate Tensor LossFunction(Tensor logits, Tensor targets);
 
@@ -38,6 +41,9 @@ public sealed class TrainingRun
 
     /// <summary>Test hook: called after every step with each rank's replica.</summary>
     public Action<int, IReadOnlyList<nn.Module<Tensor, Tensor>>>? AfterStep { get; set; }
+
+    /// <summary>Optional validation loss (--input_val_bin, --val_loss_every).</summary>
+    public ValidationSet? Validation { get; set; }
 
     public string ScheduleDescription => _o.Schedule is null ? "none" : ScheduleJson.Write(_o.Schedule);
 
@@ -96,7 +102,7 @@ public sealed class TrainingRun
             replicas[r] = new Replica { Model = model, Params = ps, Optimizer = MakeOptimizer(ps), Device = dev };
         }
         torch.manual_seed(_o.Seed);
-        var groups = new ReplicatedParamGroups(replicas.Select(r => (IParamGroups)new OptimizerParamGroups(r.Optimizer)).ToArray());
+        var groups = new ReplicatedParamGroups(replicas.Select(r => (IParamGroups)new TorchSharpParamGroups(r.Optimizer)).ToArray());
         ILRScheduler? scheduler = _o.Schedule is null ? null : LRSchedulers.Create(_o.Schedule, groups);
 
         int startStep = 0;
@@ -187,6 +193,13 @@ public sealed class TrainingRun
             log.Step(rec, _o.TotalBatchSize);
             AfterStep?.Invoke(step + 1, replicas.Select(x => x.Model).ToArray());
 
+            if (Validation is { } val && val.Every > 0 && ((step + 1) % val.Every == 0 || step + 1 == _o.NumIterations))
+            {
+                float vl = ValidationLoss(ranks, replicas, val);
+                log.Info(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"step {step + 1,4}/{_o.NumIterations} | val loss {vl:F6}"));
+                log.Json($"{{\"step\":{step + 1},\"val_loss\":{((double)vl).ToString("R", System.Globalization.CultureInfo.InvariantCulture)}}}");
+            }
+
             if (_o.SaveDir is not null && _o.SaveInterval > 0 && ((step + 1) % _o.SaveInterval == 0 || step + 1 == _o.NumIterations))
             {
                 var meta = new CheckpointMeta
@@ -215,6 +228,34 @@ public sealed class TrainingRun
 
         foreach (var rep in replicas) { rep.Optimizer.Dispose(); rep.Model.Dispose(); }
         return records;
+    }
+
+    DistributedBatches? _val;
+
+    float ValidationLoss(RankThreads ranks, Replica[] replicas, ValidationSet val)
+    {
+        _val ??= new DistributedBatches(val.Tokens, _o.BatchSize, _o.SequenceLength, _o.DataParallel, "--input_val_bin");
+        int n = (int)Math.Min(val.MaxBatches, _val.NumGlobalBatches);
+        var perRank = ranks.Run(r =>
+        {
+            var rep = replicas[r];
+            rep.Model.eval();
+            using var noGrad = torch.no_grad();
+            float sum = 0f;
+            for (int b = 0; b < n; b++)
+            {
+                using var scope = torch.NewDisposeScope();
+                var (xs, ys) = _val.Batch(b, r);
+                var x = torch.tensor(xs, new long[] { _o.BatchSize, _o.SequenceLength }, ScalarType.Int64).to(rep.Device);
+                var y = torch.tensor(ys, new long[] { _o.BatchSize, _o.SequenceLength }, ScalarType.Int64).to(rep.Device);
+                sum += _loss(rep.Model.forward(x), y).to(ScalarType.Float32).cpu().item<float>();
+            }
+            rep.Model.train();
+            return sum / n;
+        });
+        float total = 0f;
+        foreach (var l in perRank) total += l;
+        return total / perRank.Length;
     }
 
     static string RngState()

@@ -229,11 +229,15 @@ public static class SchedulerFlags
         return new SequentialLR(new Schedule[] { new ConstantLR(1.0, 0), decaySched }, new[] { stable });
     }
 
-    /// <summary>SequentialLR([LinearLR(start, 1, W), schedule], [W]).</summary>
+    /// <summary>SequentialLR([LinearLR(start, 1, W), schedule], [W]); a SequentialLR schedule gets the warmup spliced in front.</summary>
     public static Schedule WithWarmup(Schedule schedule, int warmup, SchedulerFlagValues f)
     {
         if (schedule.IsMetricDriven) throw new UsageException("--warmup_steps cannot be combined with ReduceLROnPlateau (it cannot be sequenced, as in PyTorch)");
         double start = f.WarmupStartFactor > 0 ? f.WarmupStartFactor : 1.0 / (warmup + 1);
-        return new SequentialLR(new Schedule[] { new LinearLR(start, 1.0, warmup), schedule }, new[] { warmup });
+        var ramp = new LinearLR(start, 1.0, warmup);
+        // PyTorch cannot switch to a SequentialLR nested in a SequentialLR: splice the warmup in front instead.
+        if (schedule is SequentialLR seq)
+            return new SequentialLR(seq.Schedulers.Prepend(ramp), seq.Milestones.Select(m => m + warmup).Prepend(warmup));
+        return new SequentialLR(new Schedule[] { ramp, schedule }, new[] { warmup });
     }
 }

@@ -83,6 +83,14 @@ public static class TrainCommand
         try { schedule = SchedulerFlags.FromFlags(schedFlags, lr, steps); }
         catch (InvalidScheduleException e) { throw new UsageException((schedFlags.ScheduleJson is not null ? "--lr_schedule: " : $"--lr_scheduler={schedFlags.Scheduler}: ") + e.Message); }
 
+        if (schedule is not null && !schedule.IsMetricDriven)
+        {
+            // Step the schedule through the whole run now, so a schedule that fails at some step fails before training starts.
+            double mom = optName == "sgd" ? momentum : v.GetDouble("beta1");
+            try { schedule.Trace(new[] { lr }, steps, schedule.CyclesMomentum ? new[] { mom } : null); }
+            catch (ScheduleStepException e) { throw new UsageException($"lr schedule {schedule.ToJson()} fails: {e.Message}"); }
+        }
+
         string inputBin = v.GetString("input_bin"), valBin = v.GetString("input_val_bin");
         int valEvery = v.GetInt32("val_loss_every", 0);
         if (valEvery > 0 && valBin.Length == 0) throw new UsageException("--val_loss_every needs --input_val_bin");
@@ -136,6 +144,7 @@ public static class TrainCommand
         catch (UsageException e) { error.WriteLine($"error: {e.Message}"); return 2; }
         catch (RuntimeFailure e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (InvalidScheduleException e) { error.WriteLine($"error: {e.Message}"); return 2; }
+        catch (ScheduleStepException e) { error.WriteLine($"error: lr schedule: {e.Message}"); return 1; }
         catch (IOException e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (UnauthorizedAccessException e) { error.WriteLine($"error: {e.Message}"); return 1; }
     }

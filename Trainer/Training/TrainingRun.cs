@@ -117,9 +117,9 @@ public sealed class TrainingRun
             }
             if (scheduler is not null)
             {
-                scheduler.LoadStateDict(SchedulerState.FromJson(File.ReadAllText(c.SchedulerPath)));
-                var lrs = scheduler.GetLastLr();
-                for (int g = 0; g < groups.Count; g++) groups.SetLr(g, lrs[g]);
+                // LoadStateDict replays the schedule to the saved step and writes LR (and cycled momentum) into every rank's groups.
+                try { scheduler.LoadStateDict(SchedulerState.FromJson(File.ReadAllText(c.SchedulerPath))); }
+                catch (SchedulerStateException e) { throw new RuntimeFailure($"checkpoint {c.Directory}: scheduler state: {e.Message}"); }
             }
             else
             {

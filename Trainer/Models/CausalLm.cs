@@ -56,7 +56,7 @@ public static class ModelFactory
     /// <summary>
     /// A new model for <paramref name="cfg"/>. Two calls with the same config and seed give bit-identical parameters
     /// (initialisation runs on the CPU in float32 with a private generator seeded with <paramref name="seed"/>, then the
-    /// model is cast to <paramref name="dtype"/> and moved to <paramref name="device"/>). The global torch RNG is left as it was.
+    /// model is cast to <paramref name="dtype"/> and moved to <paramref name="device"/>). The global torch RNG state is saved and restored around construction (Create calls are serialized).
     /// </summary>
     public static CausalLm Create(ModelConfig cfg, long seed, Device device, ScalarType dtype)
     {
@@ -64,6 +64,8 @@ public static class ModelFactory
         cfg.Validate();
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new ArgumentException($"unsupported model dtype {dtype}; use Float32 or BFloat16");
+        lock (CreateLock)
+        {
         var saved = torch.get_rng_state();
         try
         {
@@ -75,7 +77,9 @@ public static class ModelFactory
             };
             using (torch.no_grad())
             {
-                using var g = new Generator(unchecked((ulong)seed));
+                // TorchSharp's Generator(seed) constructor does not reseed (it can hand back the default CPU generator),
+                // so seed explicitly; the global state is restored below either way.
+                var g = torch.manual_seed(seed);
                 model.InitializeWeights(g);
             }
             if (dtype != ScalarType.Float32) model.to(dtype);
@@ -87,7 +91,11 @@ public static class ModelFactory
             torch.set_rng_state(saved);
             saved.Dispose();
         }
+        }
     }
+
+    // Module constructors draw their default init from the global generator; Create serializes and restores it.
+    static readonly object CreateLock = new();
 
     /// <summary>Shorthand: catalog name, CPU float32.</summary>
     public static CausalLm Create(string name, long seed = 42) => Create(ModelCatalog.Get(name), seed, CPU, ScalarType.Float32);

@@ -26,18 +26,12 @@ namespace Trainer
             {
                 case "train": return TrainCommand.Run(rest, Console.Out, Console.Error);
                 case "lr": return Trainer.LrTools.LrCommand.Run(rest);
-                case "prepare-data": return PrepareData(rest);
+                case "prepare-data": return Trainer.Data.PrepareDataCommand.Run(rest);
                 case "help": Console.Write(Usage); return 0;
                 default:
                     Console.Error.WriteLine($"error: unknown command '{args[0]}'\n{Usage}");
                     return 2;
             }
-        }
-
-        static int PrepareData(string[] args)
-        {
-            Console.Error.WriteLine("error: prepare-data is not in this build yet");
-            return 1;
         }
     }
 }

@@ -78,7 +78,7 @@ public static class CliTests
             if (code != 0) throw new Exception("exit " + code);
             foreach (var d in TrainCommand.Flags().Definitions)
                 if (!output.Contains("--" + d.Name + " ") && !output.Contains("--" + d.Name + ",")) throw new Exception($"--help lacks --{d.Name}");
-            foreach (var s in new[] { "default: 0.0006", "default: gpt2-tiny", "warmup-stable-decay", "--dp", "--lr_decay_iters" })
+            foreach (var s in new[] { "default: 0.01", "default: gpt2-tiny", "warmup-stable-decay", "--dp", "--lr_decay_iters" })
                 if (!output.Contains(s, StringComparison.OrdinalIgnoreCase)) throw new Exception($"--help lacks '{s}'");
         }));
 

@@ -23,7 +23,7 @@ public static class TrainCommand
         f.Int("sequence_length", 64, "Sequence length (T).", tok);
         f.Int("total_batch_size", 256, "Tokens per optimizer step = B x T x DP x gradient accumulation steps (must divide evenly).", tok);
         f.Int("num_iteration", 10, "Optimizer steps to run (in total, counting steps before a --load).", tok);
-        f.Double("learning_rate", 6e-4, "Peak (base) learning rate.", opt);
+        f.Double("learning_rate", 1e-2, "Peak (base) learning rate (the default suits the tiny CPU models; GPT-2 124M wants about 6e-4).", opt);
         f.String("optimizer", "adamw", "Optimizer: sgd|adam|adamw.", opt);
         f.Double("weight_decay", 0.0, "Weight decay (AdamW: decoupled; SGD/Adam: L2).", opt);
         f.Double("beta1", 0.9, "Adam/AdamW beta1.", opt);
@@ -50,7 +50,11 @@ public static class TrainCommand
     }
 
     /// <summary>Parsed and validated: options for the loop plus how to get model and data.</summary>
-    public sealed record Plan(TrainOptions Options, ModelBinding Model, string? InputBin, string? InputValBin, int ValLossEvery, int ValMaxSteps);
+    public sealed record Plan(TrainOptions Options, ModelBinding Model, string? InputBin, string? InputValBin, int ValLossEvery, int ValMaxSteps)
+    {
+        /// <summary>Validation on the embedded dataset's val split (no --input_bin, no --input_val_bin, --val_loss_every &gt; 0).</summary>
+        public bool EmbeddedVal => InputBin is null && InputValBin is null && ValLossEvery > 0;
+    }
 
     /// <summary>Flags → plan. Throws <see cref="UsageException"/> (exit 2) or <see cref="RuntimeFailure"/> (exit 1). Writes nothing.</summary>
     public static Plan BuildPlan(FlagValues v)
@@ -93,7 +97,7 @@ public static class TrainCommand
 
         string inputBin = v.GetString("input_bin"), valBin = v.GetString("input_val_bin");
         int valEvery = v.GetInt32("val_loss_every", 0);
-        if (valEvery > 0 && valBin.Length == 0) throw new UsageException("--val_loss_every needs --input_val_bin");
+        if (valEvery > 0 && valBin.Length == 0 && inputBin.Length > 0) throw new UsageException("--val_loss_every needs --input_val_bin (only the embedded dataset has a default validation split)");
         foreach (var (flag, path) in new[] { ("input_bin", inputBin), ("input_val_bin", valBin), ("llmc_filepath", v.GetString("llmc_filepath")) })
             if (path.Length > 0 && !File.Exists(path)) throw new RuntimeFailure($"--{flag}: file '{path}' does not exist");
         if (load.Length > 0 && !Directory.Exists(load)) throw new RuntimeFailure($"--load: checkpoint directory '{load}' does not exist");
@@ -134,10 +138,13 @@ public static class TrainCommand
             var plan = BuildPlan(v);
             var tokens = plan.Model.LoadTokens(plan.InputBin, "--input_bin");
             var run = new TrainingRun(plan.Options, plan.Model.Factory, plan.Model.Loss, tokens, output);
-            if (plan.InputValBin is not null)
-                run.Validation = new ValidationSet(plan.Model.LoadTokens(plan.InputValBin, "--input_val_bin"), plan.ValLossEvery, plan.ValMaxSteps);
+            if (plan.InputValBin is not null || plan.EmbeddedVal)
+                run.Validation = new ValidationSet(plan.Model.LoadTokens(plan.InputValBin, "--input_val_bin", embeddedVal: true), plan.ValLossEvery, plan.ValMaxSteps);
             var resume = run.VerifyLoad();
-            output.WriteLine($"model {plan.Model.Name}: {plan.Model.Description}");
+            var c = plan.Model.Config;
+            output.WriteLine($"model {plan.Model.Name}: {c.Kind}, L={c.NLayer}, H={c.NHead}, KV={c.NKvHead}, C={c.NEmbd}, V={c.VocabSize}, block={c.BlockSize}, " +
+                $"{Trainer.Data.LlmcWeights.ParamCount(c):N0} parameters{(plan.Model.WeightFile is { } w ? ", weights from " + w : "")}; " +
+                $"data {(plan.InputBin ?? "embedded:" + Trainer.Data.EmbeddedData.Name)} ({tokens.Length:N0} tokens)");
             run.Run(resume);
             return 0;
         }

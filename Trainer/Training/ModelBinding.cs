@@ -1,4 +1,5 @@
 using Trainer.Cli;
+using Trainer.Data;
 using Trainer.Models;
 using static TorchSharp.torch;
 
@@ -25,7 +26,9 @@ public sealed class ModelBinding
     {
         if (llmcPath.Length > 0)
         {
-            var cfg = WeightFiles.ReadConfig(llmcPath);
+            ModelConfig cfg;
+            try { cfg = LlmcWeights.ReadConfig(llmcPath); }
+            catch (LlmcFileException e) { throw new RuntimeFailure($"--llmc_filepath: {e.Message}"); }
             return new ModelBinding { Config = cfg, Name = cfg.Name, WeightFile = llmcPath, Seed = seed, BFloat16 = bf16 };
         }
         if (!ModelCatalog.Contains(model))
@@ -39,17 +42,31 @@ public sealed class ModelBinding
     public ReplicaFactory Factory => device =>
     {
         var m = ModelFactory.Create(Config, Seed, device, BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32);
-        if (WeightFile is not null) WeightFiles.LoadInto(m, WeightFile);
+        if (WeightFile is not null)
+        {
+            try { LlmcWeights.LoadInto(m, WeightFile); }
+            catch (LlmcFileException e) { m.Dispose(); throw new RuntimeFailure($"--llmc_filepath: {e.Message}"); }
+        }
         _lossModel ??= m;
         return m;
     };
 
     public LossFunction Loss => (logits, targets) => (_lossModel ?? throw new InvalidOperationException("no replica built yet")).Loss(logits, targets);
 
-    /// <summary>Tokens of <paramref name="path"/>, or of the embedded default dataset when null; checked against the vocabulary.</summary>
-    public int[] LoadTokens(string? path, string flag)
+    /// <summary>
+    /// Tokens of <paramref name="path"/>, or of the embedded default dataset (train or val split, in the model family's
+    /// token width) when null; checked against the vocabulary.
+    /// </summary>
+    public int[] LoadTokens(string? path, string flag, bool embeddedVal = false)
     {
-        int[] tokens = path is null ? TokenFiles.Embedded(Config) : TokenFiles.Read(path, flag);
+        int[] tokens;
+        try
+        {
+            using var f = path is null ? EmbeddedData.Open(EmbeddedData.FormatFor(Config.Kind), embeddedVal) : TokenFile.Open(path);
+            if (f.Count > int.MaxValue) throw new RuntimeFailure($"{flag}: '{path}' has {f.Count} tokens, more than this trainer loads at once");
+            tokens = f.ReadAll();
+        }
+        catch (LlmcFileException e) { throw new RuntimeFailure($"{flag}: {e.Message}"); }
         int max = 0;
         foreach (var t in tokens) if (t > max) max = t;
         if (max >= Config.VocabSize)

@@ -19,17 +19,17 @@ static class Kit
 
     public static void True(bool ok, string what)
     {
-        if (!ok) throw new Exception(what);
+        if (!ok) throw new Expecto.AssertException(what);
     }
 
     public static void Equal<T>(T expected, T actual, string what)
     {
-        if (!EqualityComparer<T>.Default.Equals(expected, actual)) throw new Exception($"{what}: expected {expected}, got {actual}");
+        if (!EqualityComparer<T>.Default.Equals(expected, actual)) throw new Expecto.AssertException($"{what}: expected {expected}, got {actual}");
     }
 
     public static void Contains(string haystack, string needle, string what)
     {
-        if (!haystack.Contains(needle, StringComparison.Ordinal)) throw new Exception($"{what}: expected to contain «{needle}», got «{haystack}»");
+        if (!haystack.Contains(needle, StringComparison.Ordinal)) throw new Expecto.AssertException($"{what}: expected to contain «{needle}», got «{haystack}»");
     }
 
     /// <summary>A fresh empty directory, deleted after <paramref name="body"/>.</summary>

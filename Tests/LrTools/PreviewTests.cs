@@ -62,6 +62,46 @@ public static class PreviewTests
             Equal(55, CsvSteps(Run("--lr-schedule={\"type\":\"MultiStepLR\",\"milestones\":[30,50]}", "--format=csv").Out)[^1], "MultiStepLR: last milestone + 10%");
         }));
 
+    static Test FlagsEqualMapping(string name, double lr, int steps, params string[] flags) => Spec.Case(name, () =>
+    {
+        var r = Run([.. flags, "--format=csv", $"--steps={steps}", "--lr=" + lr.ToString("R", Inv)]);
+        Equal(0, r.Exit, "exit code (" + r.Err + ")");
+        var v = PreviewArgs.Flags().Parse(flags);
+        var schedule = Trainer.Cli.SchedulerFlags.FromFlags(Trainer.Cli.SchedulerFlags.Read(v), lr, steps)!;
+        var expected = schedule.Trace([lr], steps);
+        var rows = ParseCsv(r.Out, out _);
+        Equal(steps + 1, rows.Length, "rows");
+        for (int k = 0; k <= steps; k++)
+            if (BitConverter.DoubleToInt64Bits(rows[k][0]) != BitConverter.DoubleToInt64Bits(expected[k][0]))
+                throw new Expecto.AssertException($"step {k}: csv {rows[k][0]:R} != trace {expected[k][0]:R}");
+    });
+
+    [Tests]
+    public static Test SchedulerFlagInput => Spec.List("lr preview scheduler flags",
+        FlagsEqualMapping("steplr", 0.1, 100, "--lr-scheduler=steplr", "--step-size=30", "--gamma=0.5"),
+        FlagsEqualMapping("cosine with warmup (underscores)", 6e-4, 300, "--lr_scheduler=cosine", "--warmup_steps=30", "--min_lr=6e-5"),
+        FlagsEqualMapping("onecycle", 0.01, 99, "--lr-scheduler=onecycle", "--total-steps=100"),
+        FlagsEqualMapping("warmup-stable-decay", 1e-3, 200, "--lr-scheduler", "warmup-stable-decay", "--warmup-steps", "20", "--decay-shape=1-sqrt"),
+        FlagsEqualMapping("JSON with a warmup spliced in", 1.0, 150, "--lr-schedule=" + WarmupCosineJson, "--warmup-steps=10"),
+        Spec.Case("trainer spellings: --learning_rate, --num_iteration", () =>
+            Equal(Run("--lr-scheduler=cosine", "--lr=0.5", "--steps=40", "--format=csv").Out,
+                  Run("--lr_scheduler=cosine", "--learning_rate=0.5", "--num_iteration=40", "--format=csv").Out, "same output")),
+        Spec.Case("the cosine horizon is --total-steps", () =>
+            Equal(500, CsvSteps(Run("--lr-scheduler=cosine", "--total-steps=500", "--format=csv").Out)[^1], "last step")),
+        Spec.Case("--lr-scheduler=none keeps the LR", () =>
+        {
+            var r = Run("--lr-scheduler=none", "--lr=0.3", "--steps=4", "--format=csv");
+            Equal("step,lr\n0,0.3\n1,0.3\n2,0.3\n3,0.3\n4,0.3\n", r.Out, "csv");
+        }),
+        Spec.Case("--lr-scheduler=plateau with --metrics", () => InTempDir(dir =>
+        {
+            string m = Path.Combine(dir, "m.txt");
+            File.WriteAllText(m, "3\n3\n3\n3\n");
+            var r = Run("--lr-scheduler=plateau", "--patience=1", "--metrics=" + m, "--lr=1", "--format=csv");
+            Equal(0, r.Exit, "exit " + r.Err);
+            Equal("step,metric,lr\n0,,1\n1,3,1\n2,3,1\n3,3,0.1\n4,3,0.1\n", r.Out, "csv");
+        })));
+
     [Tests]
     public static Test Table => Spec.List("lr preview table",
         Spec.Case("aligned columns, shortest round-trip values", () =>
@@ -294,9 +334,9 @@ public static class PreviewTests
         Refused("unknown flag", "unknown flag --colour", "--lr-schedule=" + StepJson, "--colour=red"),
         Refused("bad number", "--steps: 'ten' is not an integer", "--lr-schedule=" + StepJson, "--steps=ten"),
         Refused("bad lr list", "--lrs: 'x' is not a finite number", "--lr-schedule=" + StepJson, "--lrs=0.1,x"),
-        Refused("non-positive steps", "--steps: 0 is out of range", "--lr-schedule=" + StepJson, "--steps=0"),
-        Refused("missing schedule file", "/none.json'", "--lr-schedule={dir}/none.json"),
-        Refused("missing @file", "no such file", "--lr-schedule=@{dir}/none"),
+        Refused("non-positive steps", "--steps: '0' is out of range", "--lr-schedule=" + StepJson, "--steps=0"),
+        Refused("missing schedule file", "no such file '", "--lr-schedule={dir}/none.json"),
+        Refused("missing @file", "/none'", "--lr-schedule=@{dir}/none"),
         Refused("png needs --output", "--format=png needs --output", "--lr-schedule=" + StepJson, "--format=png"),
         Refused("bad format", "--format: 'svg' is not one of", "--lr-schedule=" + StepJson, "--format=svg"),
         Refused("missing output directory", "does not exist", "--lr-schedule=" + StepJson, "--format=png", "--output={dir}/no/such/dir/c.png"),
@@ -309,7 +349,10 @@ public static class PreviewTests
         Refused("chart too small", "at least", "--lr-schedule=" + StepJson, "--format=png", "--width=20", "--output={dir}/c.png"),
         Refused("log axis with only zeros", "nothing to plot", "--lr-schedule=" + StepJson, "--lr=0", "--format=ascii", "--log-y"),
         Refused("--every with a chart", "--every applies to", "--lr-schedule=" + StepJson, "--format=ascii", "--every=3"),
-        Refused("scheduler flags before their mapping is merged", "--lr-scheduler", "--lr-scheduler=steplr", "--step-size=10"),
+        Refused("unknown scheduler kind", "--lr_scheduler: 'steps' is not one of", "--lr-scheduler=steps"),
+        Refused("schedule JSON and kind together", "not both", "--lr-scheduler=steplr", "--lr-schedule=" + StepJson),
+        Refused("inconsistent scheduler flags", "--min_lr=2 is above", "--lr-scheduler=linear", "--min-lr=2", "--lr=1"),
+        Refused("flag without its value", "needs a value", "--lr-schedule=" + StepJson, "--steps"),
         Spec.Case("--help prints usage, exit 0", () =>
         {
             var r = Run("--help");

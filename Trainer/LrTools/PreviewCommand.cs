@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Schedules.Core;
+using Trainer.Cli;
 using Trainer.LrTools.Charts;
 
 namespace Trainer.LrTools;
@@ -14,32 +15,20 @@ public static class PreviewCommand
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    /// <summary>The scheduler-flag mapping used for <c>--lr-scheduler=...</c> input (see <see cref="IPreviewSchedulerFlags"/>).</summary>
-    public static IPreviewSchedulerFlags SchedulerFlagsSource { get; set; } = new SchedulerFlagsNotYetMerged();
-
     public const string Usage = """
-        usage: Trainer lr preview (--lr-schedule=JSON|@FILE|FILE.json | --lr-scheduler=KIND [scheduler flags])
+        usage: Trainer lr preview (--lr-schedule=JSON|@FILE|FILE.json | --lr-scheduler=KIND [its flags])
                                   [--steps=N] [--lr=X | --lrs=X,Y,...] [--format=table|csv|ascii|png] [--output=FILE]
                                   [--every=K] [--width=W] [--height=H] [--log-y] [--title=TEXT] [--metrics=FILE]
-               Prints the learning rate of every param group after construction (step 0) and after each of N steps.
-               --steps     default: the schedule's natural horizon (total_iters, T_max, total_steps-1, last milestone
-                           +10%, ...), else 100; ReduceLROnPlateau: the number of metrics
-               --lr/--lrs  initial LR of one group / one per group (default 1.0: the values read as the schedule's factor)
-               --format    table (default; shortest round-trip values), csv (step,lr or step,lr_0,lr_1,...; full
-                           precision), ascii (terminal chart, default 80x20 characters), png (chart, default 800x480
-                           pixels; needs --output)
-               --output    write to FILE (atomically) instead of stdout
-               --every     table/csv: every K-th step (the last step is always shown)
-               --log-y     charts: logarithmic LR axis (steps where the LR is 0 are left out)
-               --metrics   ReduceLROnPlateau: one metric per line, fed to step(metric) in order
+        Prints the learning rate of every param group after construction (step 0) and after each of N steps, for a
+        schedule in the library's JSON format or given by the trainer's scheduler flags (same flags as `Trainer train`).
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         try
         {
-            var o = PreviewArgs.Parse(args, SchedulerFlagsSource);
-            if (o.Help) { stdout.WriteLine(Usage); return 0; }
+            var o = PreviewArgs.Parse(args);
+            if (o.Help) { stdout.WriteLine(Usage); stdout.Write(PreviewArgs.Flags().HelpText()); return 0; }
             if (o.Output is not null) PreviewOutput.CheckWritable(o.Output);
             var (schedule, trace, metrics) = Compute(o);
             byte[]? bytes = null;
@@ -60,6 +49,7 @@ public static class PreviewCommand
             return 0;
         }
         catch (PreviewUsageException e) { return Fail(stderr, e.Message); }
+        catch (UsageException e) { return Fail(stderr, e.Message); }
         catch (InvalidScheduleException e) { return Fail(stderr, e.Message); }
         catch (ArgumentOutOfRangeException e) when (e.ParamName is "width") { return Fail(stderr, StripParam(e)); }
         catch (ArgumentException e) when (e.Message.StartsWith("nothing to plot")) { return Fail(stderr, StripParam(e)); }
@@ -90,12 +80,17 @@ public static class PreviewCommand
     /// <summary>The schedule, its trace <c>[steps+1][groups]</c> and, for ReduceLROnPlateau, the metric fed at each step.</summary>
     public static (Schedule Schedule, double[][] Trace, double[]? Metrics) Compute(PreviewOptions o)
     {
+        // The trainer's own mapping (JSON or --lr-scheduler flags, --warmup-steps included), for a run of --steps steps.
+        if (o.Schedule.ScheduleJson is { } scheduleArg) CheckScheduleFile(scheduleArg);
         Schedule schedule;
-        if (o.ScheduleArg is not null) schedule = PreviewScheduleSource.Parse(o.ScheduleArg);
-        else
+        try
         {
-            schedule = SchedulerFlagsSource.Build(o.SchedulerFlags, o.Lrs[0], o.Steps ?? PreviewDefaults.Steps)
-                       ?? new ConstantLR(1.0, 0); // "no scheduler": the LR stays where it starts
+            schedule = SchedulerFlags.FromFlags(o.Schedule, o.Lrs[0], o.Steps ?? PreviewDefaults.Steps)
+                       ?? new ConstantLR(1.0, 0); // --lr-scheduler=none: the LR stays where it starts
+        }
+        catch (InvalidScheduleException e)
+        {
+            throw new PreviewUsageException((o.Schedule.ScheduleJson is not null ? "--lr-schedule: " : $"--lr-scheduler={o.Schedule.Scheduler}: ") + e.Message);
         }
 
         double[]? metrics = null;
@@ -121,6 +116,19 @@ public static class PreviewCommand
         {
             throw new PreviewUsageException($"the schedule fails within {steps} steps, as PyTorch would: {e.Message} (preview fewer --steps)");
         }
+    }
+
+    /// <summary>A missing or unreadable schedule file gets its full path in the message (SchedulerFlags reads the file).</summary>
+    static void CheckScheduleFile(string arg)
+    {
+        string t = arg.Trim();
+        if (t.StartsWith('{') || t.StartsWith('[')) return;
+        bool at = t.StartsWith('@');
+        string path = at ? t[1..] : t;
+        if (!at && !path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) && !path.Contains('/') && !path.Contains('\\')) return;
+        if (path.Length == 0) throw new PreviewUsageException("--lr-schedule: '@' needs a file name");
+        if (Directory.Exists(path)) throw new PreviewUsageException($"--lr-schedule: '{path}' is a directory, not a JSON file");
+        if (!File.Exists(path)) throw new PreviewUsageException($"--lr-schedule: no such file '{path}'");
     }
 
     static double[][] PlateauTrace(Schedule schedule, IReadOnlyList<double> lrs, double[] metrics)

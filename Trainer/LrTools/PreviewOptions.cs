@@ -1,4 +1,5 @@
 using System.Globalization;
+using Trainer.Cli;
 
 namespace Trainer.LrTools;
 
@@ -10,9 +11,8 @@ public enum PreviewFormat { Table, Csv, Ascii, Png }
 /// <summary>The parsed command line of <c>Trainer lr preview</c>.</summary>
 public sealed record PreviewOptions
 {
-    public string? ScheduleArg { get; init; }
-    /// <summary>The trainer's scheduler flags (<c>--lr-scheduler</c> ...), names with underscores, in order given.</summary>
-    public IReadOnlyList<KeyValuePair<string, string>> SchedulerFlags { get; init; } = [];
+    /// <summary>The schedule as the trainer's flags give it (<c>--lr-schedule</c> JSON, or <c>--lr-scheduler</c> and its flags).</summary>
+    public SchedulerFlagValues Schedule { get; init; } = new();
     public int? Steps { get; init; }
     /// <summary>Initial LR of each param group (default one group at 1.0, so the values read as the schedule's factor).</summary>
     public IReadOnlyList<double> Lrs { get; init; } = [PreviewDefaults.Lr];
@@ -38,81 +38,67 @@ public static class PreviewDefaults
 }
 
 /// <summary>
-/// Parses <c>lr preview</c> arguments gflags-style: <c>--name=value</c> or <c>--name value</c>, one or two dashes,
-/// '-' and '_' alike in names; booleans as <c>--log-y</c> / <c>--log-y=false</c>. Flags the scheduler-flag mapping knows
-/// (<see cref="IPreviewSchedulerFlags"/>) are collected for it; any other flag or a positional argument is refused.
+/// The flags of <c>lr preview</c>, on the trainer's gflags parser (<see cref="FlagSet"/>: <c>--name=value</c> or
+/// <c>--name value</c>, '-' and '_' alike, <c>--log-y</c> / <c>--nolog-y</c>) together with the trainer's own
+/// schedule flags (<see cref="SchedulerFlags.Define"/>), so a preview takes exactly what <c>Trainer train</c> takes.
 /// </summary>
 public static class PreviewArgs
 {
-    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
-    static readonly string[] Valued = ["lr_schedule", "steps", "lr", "lrs", "format", "output", "o", "every", "width", "height", "title", "metrics"];
-    static readonly string[] Bools = ["log_y", "help", "h"];
+    const string G = "lr preview";
 
-    public static PreviewOptions Parse(IReadOnlyList<string> args, IPreviewSchedulerFlags schedulerFlags)
+    public static FlagSet Flags()
     {
-        var o = new PreviewOptions();
-        var seen = new HashSet<string>();
-        var sched = new List<KeyValuePair<string, string>>();
-        for (int i = 0; i < args.Count; i++)
+        var f = new FlagSet("Trainer lr preview", "Prints a learning-rate schedule over N steps: table, CSV, terminal chart or PNG.");
+        f.Int("steps", 0, "Steps to show (rows 0..N); 0 = the schedule's natural horizon, else 100; ReduceLROnPlateau: the number of metrics.\n" +
+                          "Also the run length the scheduler flags are built for (--num_iteration of the trainer).", G, "num_iteration");
+        f.Double("lr", PreviewDefaults.Lr, "Initial LR of the single param group (default 1: the values read as the schedule's factor).", G, "learning_rate");
+        f.String("lrs", "", "Initial LR per param group, comma-separated (instead of --lr).", G);
+        f.String("format", "table", "table (aligned, shortest round-trip values) | csv (full precision) | ascii (terminal chart) | png (needs --output).", G);
+        f.String("output", "", "Write to FILE (atomically: a temporary file, then a rename) instead of stdout.", G, "o");
+        f.Int("every", 1, "table/csv: show every K-th step (the last step is always shown).", G);
+        f.Int("width", 0, $"Chart width: characters for ascii (default {PreviewDefaults.AsciiWidth}), pixels for png (default {PreviewDefaults.PngWidth}).", G);
+        f.Int("height", 0, $"Chart height: lines for ascii (default {PreviewDefaults.AsciiHeight}), pixels for png (default {PreviewDefaults.PngHeight}).", G);
+        f.Bool("log_y", false, "Charts: logarithmic LR axis (steps where the LR is 0 are left out).", G);
+        f.String("title", "", "Chart title (default: the schedule's classes and the step count).", G);
+        f.String("metrics", "", "ReduceLROnPlateau: a file with one metric per line, fed to step(metric) in order.", G);
+        SchedulerFlags.Define(f);
+        return f;
+    }
+
+    /// <summary>Parses and checks the command line (<see cref="UsageException"/> or <see cref="PreviewUsageException"/> when refused).</summary>
+    public static PreviewOptions Parse(IReadOnlyList<string> args)
+    {
+        var v = Flags().Parse(args);
+        if (v.HelpRequested) return new PreviewOptions { Help = true };
+        if (v.Positional.Count > 0)
+            throw new PreviewUsageException($"unexpected argument '{v.Positional[0]}' (give the schedule with --lr-schedule=JSON|@FILE|FILE.json)");
+
+        bool scheduleGiven = v.Given.Keys.Any(k => k == "lr_schedule" || SchedulerFlagNames.Contains(k));
+        if (!scheduleGiven)
+            throw new PreviewUsageException("no schedule: give --lr-schedule=JSON|@FILE|FILE.json, or --lr-scheduler=KIND and its flags (the trainer's default is cosine)");
+        if (v.IsSet("lr_schedule") && v.IsSet("lr_scheduler"))
+            throw new PreviewUsageException("give either --lr-schedule=JSON or --lr-scheduler=KIND, not both");
+        if (v.IsSet("lr") && v.IsSet("lrs")) throw new PreviewUsageException("give the initial LR once: --lr=X or --lrs=X,Y,...");
+
+        var o = new PreviewOptions
         {
-            string a = args[i];
-            if (!a.StartsWith('-') || a == "-" || a == "--")
-                throw new PreviewUsageException($"unexpected argument '{a}' (give the schedule with --lr-schedule=JSON|@FILE|FILE.json)");
-            string body = a.TrimStart('-');
-            string? value = null;
-            int eq = body.IndexOf('=');
-            if (eq >= 0) { value = body[(eq + 1)..]; body = body[..eq]; }
-            string name = body.Replace('-', '_');
-            string shown = "--" + body;
+            Schedule = SchedulerFlags.Read(v),
+            Steps = v.IsSet("steps") ? v.GetInt32("steps", 1, PreviewDefaults.MaxSteps) : null,
+            Lrs = v.IsSet("lrs") ? DblList("--lrs", v.GetString("lrs")) : [v.GetDouble("lr")],
+            LrsGiven = v.IsSet("lr") || v.IsSet("lrs"),
+            Format = v.GetChoice("format", "table", "csv", "ascii", "png") switch
+            {
+                "csv" => PreviewFormat.Csv, "ascii" => PreviewFormat.Ascii, "png" => PreviewFormat.Png, _ => PreviewFormat.Table,
+            },
+            Output = v.IsSet("output") ? NonEmpty("--output", v.GetString("output")) : null,
+            Every = v.GetInt32("every", 1),
+            Width = v.IsSet("width") ? v.GetInt32("width", 1, 20_000) : null,
+            Height = v.IsSet("height") ? v.GetInt32("height", 1, 20_000) : null,
+            LogY = v.GetBool("log_y"),
+            Title = v.IsSet("title") ? v.GetString("title") : null,
+            MetricsFile = v.IsSet("metrics") ? NonEmpty("--metrics", v.GetString("metrics")) : null,
+        };
 
-            if (Bools.Contains(name))
-            {
-                bool b = value is null || ParseBool(shown, value);
-                if (name is "help" or "h") o = o with { Help = b };
-                else o = o with { LogY = b };
-                continue;
-            }
-            bool mine = Valued.Contains(name);
-            bool isBool = false;
-            if (!mine && !schedulerFlags.Knows(name, out isBool))
-                throw new PreviewUsageException($"unknown flag {shown} (see `Trainer lr preview --help`)");
-            if (value is null && !isBool)
-            {
-                if (i + 1 >= args.Count) throw new PreviewUsageException($"flag {shown} needs a value");
-                value = args[++i];
-            }
-            if (!mine) { sched.Add(new(name, value ?? "true")); continue; }
-            string key = name == "o" ? "output" : name;
-            if (!seen.Add(key == "lrs" ? "lr" : key))
-                throw new PreviewUsageException(key is "lr" or "lrs" ? "give the initial LR once: --lr=X or --lrs=X,Y,..." : $"flag --{body} given twice");
-            value ??= "";
-            o = key switch
-            {
-                "lr_schedule" => o with { ScheduleArg = value },
-                "steps" => o with { Steps = Int(shown, value, 1, PreviewDefaults.MaxSteps) },
-                "lr" => o with { Lrs = [Dbl(shown, value)], LrsGiven = true },
-                "lrs" => o with { Lrs = DblList(shown, value), LrsGiven = true },
-                "format" => o with { Format = value.ToLowerInvariant() switch
-                    {
-                        "table" => PreviewFormat.Table, "csv" => PreviewFormat.Csv, "ascii" => PreviewFormat.Ascii, "png" => PreviewFormat.Png,
-                        _ => throw new PreviewUsageException($"--format: '{value}' is not one of table|csv|ascii|png"),
-                    } },
-                "output" => o with { Output = value.Length > 0 ? value : throw new PreviewUsageException($"{shown}: empty file name") },
-                "every" => o with { Every = Int(shown, value, 1, int.MaxValue) },
-                "width" => o with { Width = Int(shown, value, 1, 20_000) },
-                "height" => o with { Height = Int(shown, value, 1, 20_000) },
-                "title" => o with { Title = value },
-                "metrics" => o with { MetricsFile = value },
-                _ => throw new InvalidOperationException(key),
-            };
-        }
-        o = o with { SchedulerFlags = sched };
-        if (o.Help) return o;
-
-        if (o.ScheduleArg is not null && sched.Count > 0)
-            throw new PreviewUsageException($"give either --lr-schedule=JSON or the scheduler flags, not both (got --lr-schedule and --{sched[0].Key.Replace('_', '-')})");
-        if (o.ScheduleArg is null && sched.Count == 0)
-            throw new PreviewUsageException("no schedule: give --lr-schedule=JSON|@FILE|FILE.json or --lr-scheduler=KIND with its flags");
         bool chart = o.Format is PreviewFormat.Ascii or PreviewFormat.Png;
         if (o.Format == PreviewFormat.Png && o.Output is null)
             throw new PreviewUsageException("--format=png needs --output=FILE.png (PNG is not written to the terminal)");
@@ -123,32 +109,23 @@ public static class PreviewArgs
         return o;
     }
 
-    static bool ParseBool(string flag, string v) => v.ToLowerInvariant() switch
-    {
-        "true" or "1" or "yes" => true,
-        "false" or "0" or "no" => false,
-        _ => throw new PreviewUsageException($"{flag}: '{v}' is not a boolean (true|false)"),
-    };
+    /// <summary>The flags SchedulerFlags declares (all but --lr_schedule describe a schedule by kind and parameters).</summary>
+    static readonly HashSet<string> SchedulerFlagNames = ScheduleFlagNames();
 
-    static int Int(string flag, string v, int min, int max)
+    static HashSet<string> ScheduleFlagNames()
     {
-        if (!int.TryParse(v, NumberStyles.AllowLeadingSign, Inv, out int n))
-            throw new PreviewUsageException($"{flag}: '{v}' is not an integer");
-        if (n < min || n > max) throw new PreviewUsageException($"{flag}: {n} is out of range [{min}, {max}]");
-        return n;
+        var f = new FlagSet("", "");
+        SchedulerFlags.Define(f);
+        return f.Definitions.SelectMany(d => d.Aliases.Prepend(d.Name)).ToHashSet();
     }
 
-    static double Dbl(string flag, string v)
-    {
-        if (!double.TryParse(v, NumberStyles.Float, Inv, out double d) || !double.IsFinite(d))
-            throw new PreviewUsageException($"{flag}: '{v}' is not a finite number");
-        return d;
-    }
+    static string NonEmpty(string flag, string v) => v.Length > 0 ? v : throw new PreviewUsageException($"{flag}: empty file name");
 
     static double[] DblList(string flag, string v)
     {
         var parts = v.Split(',', StringSplitOptions.TrimEntries);
-        if (parts.Length == 0 || parts.Any(p => p.Length == 0)) throw new PreviewUsageException($"{flag}: '{v}' is not a comma-separated list of numbers");
-        return parts.Select(p => Dbl(flag, p)).ToArray();
+        if (parts.Any(p => p.Length == 0)) throw new PreviewUsageException($"{flag}: '{v}' is not a comma-separated list of numbers");
+        return parts.Select(p => double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d)
+            ? d : throw new PreviewUsageException($"{flag}: '{p}' is not a finite number")).ToArray();
     }
 }

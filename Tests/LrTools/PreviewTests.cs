@@ -193,6 +193,12 @@ public static class PreviewTests
             Equal(20, lines.Length, "lines");
             True(lines.All(l => l.Length <= 80), "width");
         }),
+        Spec.Case("--output writes the same chart to a file", () => InTempDir(dir =>
+        {
+            string file = Path.Combine(dir, "chart.txt");
+            Equal(0, Run("--lr-schedule=" + StepJson, "--format=ascii", "--output=" + file).Exit, "exit");
+            Equal(Run("--lr-schedule=" + StepJson, "--format=ascii").Out, File.ReadAllText(file), "same text");
+        })),
         Spec.Case("one glyph per group", () =>
         {
             var o = Run("--lr-schedule=" + StepJson, "--format=ascii", "--lrs=1,0.5").Out;
@@ -298,6 +304,15 @@ public static class PreviewTests
             catch (ArgumentException) { threw = true; }
             True(threw, "log axis without positive values");
         }),
+        Spec.Case("smallest PNG, long title, one point", () =>
+        {
+            var chart = new LineChart([new ChartSeries("only", [new(5, 0.25)])]) { Title = new string('T', 200) };
+            var p = ReadPng(chart.ToPng(160, 120));
+            Equal(160, p.Width, "width"); Equal(120, p.Height, "height");
+            var f = chart.PngFrame(160, 120);
+            True(IsColor(p, f.Column(5), f.Row(0.25), LineChart.ColorOf(0)), "the point is drawn");
+            Equal(7, chart.ToAscii(30, 7).Split("\n").Length - 1, "ascii lines");
+        }),
         Spec.Case("PNG encoder CRC matches a bitwise CRC-32", () =>
         {
             var data = System.Text.Encoding.ASCII.GetBytes("123456789");
@@ -313,16 +328,20 @@ public static class PreviewTests
             True(p.Pixels.SequenceEqual(px), "pixels");
         }));
 
-    static Test Refused(string name, string message, params string[] args) => Spec.Case(name, () => InTempDir(dir =>
+    static Test Refused(string name, string message, params string[] args) => RefusedWith(name, message, _ => { }, args);
+
+    /// <summary>Exit 2, the message on stderr, nothing on stdout and nothing new in the directory ({dir} in args).</summary>
+    static Test RefusedWith(string name, string message, Action<string> setup, params string[] args) => Spec.Case(name, () => InTempDir(dir =>
     {
-        string output = Path.Combine(dir, "out.png");
-        var full = args.Select(a => a.Replace("{dir}", dir)).ToArray();
-        var r = Run(full);
+        setup(dir);
+        string Snapshot() => string.Join("|", Directory.GetFileSystemEntries(dir).Order().Select(f => f + "=" + (File.Exists(f) ? File.ReadAllText(f) : "dir")));
+        string before = Snapshot();
+        var r = Run(args.Select(a => a.Replace("{dir}", dir)).ToArray());
         Equal(2, r.Exit, "exit code");
         Equal("", r.Out, "nothing on stdout");
         Contains(r.Err, message, "message");
         True(r.Err.StartsWith("lr preview: "), "prefixed: " + r.Err);
-        Equal(0, Directory.GetFileSystemEntries(dir).Length, "nothing written");
+        Equal(before, Snapshot(), "nothing written");
     }));
 
     [Tests]
@@ -347,6 +366,11 @@ public static class PreviewTests
         Refused("group count mismatch", "one value per param group", "--lr-schedule={\"type\":\"OneCycleLR\",\"max_lr\":[0.1,0.2],\"total_steps\":10}", "--lr=0.1"),
         Refused("stepping past OneCycleLR's end", "preview fewer --steps", "--lr-schedule={\"type\":\"OneCycleLR\",\"max_lr\":0.1,\"total_steps\":10}", "--steps=50", "--output={dir}/o.txt"),
         Refused("chart too small", "at least", "--lr-schedule=" + StepJson, "--format=png", "--width=20", "--output={dir}/c.png"),
+        Refused("ascii chart too small", "at least", "--lr-schedule=" + StepJson, "--format=ascii", "--height=4"),
+        RefusedWith("unreadable metric", "m.txt:2: 'abc' is not a number", dir => File.WriteAllText(Path.Combine(dir, "m.txt"), "1.5\nabc\n"),
+            "--lr-schedule={\"type\":\"ReduceLROnPlateau\"}", "--metrics={dir}/m.txt", "--output={dir}/o.txt"),
+        RefusedWith("existing output is kept on error", "not valid JSON", dir => File.WriteAllText(Path.Combine(dir, "o.png"), "old"),
+            "--lr-schedule={", "--format=png", "--output={dir}/o.png"),
         Refused("log axis with only zeros", "nothing to plot", "--lr-schedule=" + StepJson, "--lr=0", "--format=ascii", "--log-y"),
         Refused("--every with a chart", "--every applies to", "--lr-schedule=" + StepJson, "--format=ascii", "--every=3"),
         Refused("unknown scheduler kind", "--lr_scheduler: 'steps' is not one of", "--lr-scheduler=steps"),

@@ -28,7 +28,7 @@ public static class PreviewCommand
         try
         {
             var o = PreviewArgs.Parse(args);
-            if (o.Help) { stdout.WriteLine(Usage); stdout.Write(PreviewArgs.Flags().HelpText()); return 0; }
+            if (o.Help) { stdout.Write(PreviewArgs.Flags().HelpText()); return 0; }
             if (o.Output is not null) PreviewOutput.CheckWritable(o.Output);
             var (schedule, trace, metrics) = Compute(o);
             byte[]? bytes = null;

@@ -48,7 +48,7 @@ public static class PreviewArgs
 
     public static FlagSet Flags()
     {
-        var f = new FlagSet("Trainer lr preview", "Prints a learning-rate schedule over N steps: table, CSV, terminal chart or PNG.");
+        var f = new FlagSet("Trainer lr preview", PreviewCommand.Usage.TrimEnd());
         f.Int("steps", 0, "Steps to show (rows 0..N); 0 = the schedule's natural horizon, else 100; ReduceLROnPlateau: the number of metrics.\n" +
                           "Also the run length the scheduler flags are built for (--num_iteration of the trainer).", G, "num_iteration");
         f.Double("lr", PreviewDefaults.Lr, "Initial LR of the single param group (default 1: the values read as the schedule's factor).", G, "learning_rate");

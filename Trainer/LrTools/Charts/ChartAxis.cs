@@ -42,6 +42,22 @@ public sealed record ChartAxis(double Min, double Max, bool Log, IReadOnlyList<(
     static List<(double, string)> LinearTicks(double min, double max, int target)
     {
         double step = NiceStep((max - min) / Math.Max(1, target - 1));
+        var ticks = LinearTicksWithStep(min, max, step);
+        // A narrow range can fall between two marks of the first step: refine until at least two ticks show.
+        for (int i = 0; i < 8 && ticks.Count < 2; i++) ticks = LinearTicksWithStep(min, max, step = SmallerNice(step));
+        return ticks;
+    }
+
+    /// <summary>The next smaller of 1, 2, 2.5, 5 × 10^k.</summary>
+    static double SmallerNice(double step)
+    {
+        double p = Math.Pow(10, Math.Floor(Math.Log10(step) + 1e-9));
+        double lead = step / p;
+        return lead > 4.5 ? 2.5 * p : lead > 2.25 ? 2 * p : lead > 1.5 ? p : 0.5 * p;
+    }
+
+    static List<(double, string)> LinearTicksWithStep(double min, double max, double step)
+    {
         var ticks = new List<(double, string)>();
         double first = Math.Ceiling(min / step - 1e-9) * step;
         double mag = Math.Max(Math.Abs(min), Math.Abs(max));

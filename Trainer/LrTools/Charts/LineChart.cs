@@ -90,7 +90,7 @@ public sealed record LineChart(IReadOnlyList<ChartSeries> Series)
         int th = BitmapFont.Height(scale);
         int plotHeightGuess = height - 60 * scale;
         var yAxis = ChartAxis.Create(y0, y1, LogY, 0.05, Math.Clamp(plotHeightGuess / (th * 5), 2, 10));
-        int labelW = yAxis.Ticks.Max(t => BitmapFont.Measure(t.Label, scale));
+        int labelW = yAxis.Ticks.Select(t => BitmapFont.Measure(t.Label, scale)).DefaultIfEmpty(0).Max();
         int left = 10 * scale + labelW + 6 * scale;
         int top = (Title is { Length: > 0 } ? BitmapFont.Height(titleScale) + 10 * scale : 0) + th + 12 * scale; // title, y label
         int bottom = 6 * scale + th + 8 * scale + th + 8 * scale;   // tick labels, x label
@@ -149,6 +149,11 @@ public sealed record LineChart(IReadOnlyList<ChartSeries> Series)
         if (YLabel.Length > 0) c.Text(Math.Max(2, f.Left - 6 * s - BitmapFont.Measure(YLabel, s) / 2), f.Top - th - 8 * s, YLabel, ink, s);
         if (Title is { Length: > 0 } title)
         {
+            // A long title shrinks to the label size, then is cut with "...".
+            int room = width - 8;
+            while (ts > 1 && BitmapFont.Measure(title, ts) > room) ts--;
+            int fits = (room + 1) / (BitmapFont.Advance * ts);
+            if (title.Length > fits) title = title[..Math.Max(0, fits - 3)] + "...";
             int tw = BitmapFont.Measure(title, ts);
             c.Text(Math.Max(2, (width - tw) / 2), 6 * s, title, ink, ts);
         }

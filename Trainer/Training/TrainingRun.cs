@@ -142,7 +142,7 @@ public sealed class TrainingRun
 
         var records = new List<StepRecord>();
         bool progress = _o.Progress && !Console.IsOutputRedirected && ReferenceEquals(_out, Console.Out);
-        using var log = new StepLog(_out, _o.LogJson, progress, appendJson: false);
+        using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
         log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={W}, torch threads={threads})");
         log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
         if (resume is not null) log.Info($"resumed from {resume.Directory} at step {startStep}");

@@ -36,7 +36,7 @@ public static class TrainCommand
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
         f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
-        f.Int("num_threads", 0, "Torch intra-op threads; 0 = CPU cores / DP (at least 1).", par);
+        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval.", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);

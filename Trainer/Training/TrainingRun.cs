@@ -86,7 +86,8 @@ public sealed class TrainingRun
     {
         int W = _o.DataParallel, A = _o.GradAccumulationSteps;
         resume ??= VerifyLoad();
-        int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, Environment.ProcessorCount / W);
+        // Auto: leave a core for the runtime; on 2 cores libtorch's 2-thread pool spin-waits and ran 2x slower than 1 thread.
+        int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / W);
         torch.set_num_threads(threads);
         torch.manual_seed(_o.Seed);
 

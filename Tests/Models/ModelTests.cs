@@ -84,6 +84,12 @@ public static class ModelTests
             Check(logits.dtype == ScalarType.BFloat16, $"logits dtype {logits.dtype}");
             using var loss = m.Loss(logits, idx);
             Check(loss.dtype == ScalarType.Float32 && float.IsFinite(loss.item<float>()), "bad bf16 loss");
+            // The weight-file view must be the live parameters after the dtype cast (loaders write through it).
+            var order = m.WeightFileOrder();
+            Check(order.All(p => p.Tensor.dtype == ScalarType.BFloat16), "WeightFileOrder holds stale float32 tensors");
+            Check(order.Count == m.parameters().Count() && order.Sum(p => p.Tensor.numel()) == m.ParameterCount(), "WeightFileOrder != parameters");
+            foreach (var (_, t) in order) t.zero_();
+            Check(m.parameters().All(p => p.abs().max().item<BFloat16>() == (BFloat16)0f), "WeightFileOrder tensor is not a live parameter");
         }));
 
     [Tests]
@@ -105,6 +111,40 @@ public static class ModelTests
             // GPT-2 124M as llm.c counts it (padded wte): 124,475,904. LLaMA-3.2 1B untied: 1,498,482,688.
             Check(Count(ModelCatalog.Get("gpt2")) == 124_475_904, $"gpt2 {Count(ModelCatalog.Get("gpt2"))}");
             Check(Count(ModelCatalog.Get("llama3.2-1b")) == 1_498_482_688L, $"llama {Count(ModelCatalog.Get("llama3.2-1b"))}");
+        }),
+        Spec.Case("GPT-2: padded vocab rows are zero and get no gradient", () =>
+        {
+            using var m = ModelFactory.Create("gpt2-tiny", 6);
+            var wte = m.WeightFileOrder()[0].Tensor;
+            var cfg = m.Config;
+            Check(wte.shape[0] == cfg.PaddedVocabSize, "wte rows");
+            Check(wte.narrow(0, cfg.VocabSize, cfg.PaddedVocabSize - cfg.VocabSize).abs().max().item<float>() == 0f, "padded rows not zero");
+            using var idx = RandomIdx(cfg, 2, 8, 14);
+            using var loss = m.Loss(m.forward(idx), idx);
+            loss.backward();
+            Check(wte.grad!.narrow(0, cfg.VocabSize, cfg.PaddedVocabSize - cfg.VocabSize).abs().max().item<float>() == 0f, "padded rows got gradient");
+        }),
+        Spec.Case("LLaMA-3: GQA equals full attention with repeated kv weights", () =>
+        {
+            // A GQA model and an MHA model whose k/v projections repeat each kv head r times must agree.
+            var gqaCfg = ModelCatalog.Get("llama3-tiny");                       // 4 heads, 2 kv heads
+            var mhaCfg = gqaCfg with { NKvHead = gqaCfg.NHead };
+            using var gqa = ModelFactory.Create(gqaCfg, 21, CPU, ScalarType.Float32);
+            using var mha = ModelFactory.Create(mhaCfg, 22, CPU, ScalarType.Float32);
+            int d = gqaCfg.HeadDim, h = gqaCfg.NHead, kv = gqaCfg.NKvHead, c = gqaCfg.NEmbd, r = h / kv;
+            using (no_grad())
+                foreach (var ((name, src), (_, dst)) in gqa.WeightFileOrder().Zip(mha.WeightFileOrder()))
+                {
+                    if (!name.EndsWith("c_attn.weight")) { dst.copy_(src); continue; }
+                    var q = src.narrow(0, 0, h * d);
+                    var k = src.narrow(0, h * d, kv * d).view(kv, d, c).repeat_interleave(r, 0).reshape(h * d, c);
+                    var v = src.narrow(0, (h + kv) * d, kv * d).view(kv, d, c).repeat_interleave(r, 0).reshape(h * d, c);
+                    dst.copy_(cat(new[] { q, k, v }, 0));
+                }
+            using var idx = RandomIdx(gqaCfg, 2, 12, 15);
+            using var _ = no_grad();
+            var diff = (gqa.forward(idx) - mha.forward(idx)).abs().max().item<float>();
+            Check(diff < 1e-4f, $"max diff {diff}");
         }),
         Spec.Case("RoPE scaling keeps high frequencies, divides low ones by the factor", () =>
         {

@@ -207,6 +207,21 @@ public static class CliTests
                 if (!(losses[^1] < losses[0])) throw new Exception($"{model}: loss did not fall: {string.Join(", ", losses)}");
             }
         })),
+        Spec.Case("--llmc_filepath starts from the weight file; bfloat16 trains; embedded validation split", () => WithDir(dir =>
+        {
+            var weights = Path.Combine(dir, "w.bin");
+            using (var m = Trainer.Models.ModelFactory.Create(Trainer.Models.ModelCatalog.Get("gpt2-tiny"), 7, TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32))
+                Trainer.Data.LlmcWeights.Save(m, weights);
+            string[] run = { "--batch_size=1", "--sequence_length=16", "--total_batch_size=16", "--num_iteration=2", "--noprogress" };
+            string FirstLoss(string output) => output.Split('\n').First(l => l.StartsWith("step    1/2")).Split(" | ")[1];
+            var fromFile = Train(run.Concat(new[] { "--llmc_filepath", weights }).ToArray());
+            var seeded = Train(run.Concat(new[] { "--seed=7" }).ToArray());
+            if (fromFile.Code != 0 || seeded.Code != 0) throw new Exception(fromFile.Err + seeded.Err);
+            if (FirstLoss(fromFile.Out) != FirstLoss(seeded.Out)) throw new Exception($"{FirstLoss(fromFile.Out)} vs {FirstLoss(seeded.Out)}");
+            var bf = Train(run.Concat(new[] { "--dtype=bfloat16", "--val_loss_every=1", "--val_max_steps=2" }).ToArray());
+            if (bf.Code != 0 || !bf.Out.Contains("step    2/2 | train loss") || !bf.Out.Contains("step    2/2 | val loss")) throw new Exception(bf.Out + bf.Err);
+            ExpectFail(1, new[] { "--device=cuda", "CUDA is not available" }, "--device=cuda");
+        })),
         Spec.Case("--dp 2 and --load through the command line reproduce the uninterrupted run", () => WithDir(dir =>
         {
             var data = Path.Combine(dir, "train.bin");

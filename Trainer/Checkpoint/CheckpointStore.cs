@@ -76,6 +76,7 @@ public static class CheckpointStore
             {
                 string p = Path.Combine(tmp, name);
                 write(p);
+                FlushToDisk(p);
                 manifest.Sha256[name] = Sha256(p);
             }
             string metaPath = Path.Combine(tmp, MetaFile);
@@ -99,6 +100,12 @@ public static class CheckpointStore
         }
         Prune(root, keepLast);
         return final;
+    }
+
+    static void FlushToDisk(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        fs.Flush(flushToDisk: true);
     }
 
     static void WriteDurable(string path, string text)

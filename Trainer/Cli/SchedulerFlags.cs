@@ -14,6 +14,10 @@ public sealed record SchedulerFlagValues
     public int WarmupSteps { get; init; } = -1;
     /// <summary>--warmup-start-factor: LinearLR start_factor of the warmup; 0 = auto, 1/(warmup+1) (LR ramps as lr·(k+1)/(warmup+1)).</summary>
     public double WarmupStartFactor { get; init; }
+    /// <summary>--lr_warmup_init: absolute warmup start LR (InfiniTrain); used when WarmupStartFactor is 0.</summary>
+    public double WarmupInitLr { get; init; }
+    /// <summary>The peak LR FromFlags was called with (for WarmupInitLr).</summary>
+    internal double PeakLr { get; init; }
     /// <summary>--total-steps: steps the schedule spans (warmup included); 0 = --num_iteration.</summary>
     public int TotalSteps { get; init; }
     public int StepSize { get; init; }
@@ -80,6 +84,7 @@ public static class SchedulerFlags
         f.Int("warmup_steps", -1, "Linear warmup steps before the schedule (SequentialLR(LinearLR -> schedule)); -1 = auto:\n" +
             "10% of --total-steps for the default cosine schedule, 0 for the others.", G, "lr_warmup_iters");
         f.Double("warmup_start_factor", 0.0, "LinearLR start_factor of the warmup; 0 = 1/(warmup+1), so step k has lr*(k+1)/(warmup+1).", G);
+        f.Double("lr_warmup_init", 0.0, "InfiniTrain's warmup start LR (absolute); when > 0 and --warmup-start-factor is 0, start_factor = lr_warmup_init / learning_rate.", G);
         f.Int("total_steps", 0, "Steps the schedule spans, warmup included; 0 = --num_iteration.", G, "lr_decay_iters");
         f.Int("step_size", 0, "StepLR step_size; 0 = max(1, steps/3).", G);
         f.Double("gamma", double.NaN, "Decay factor (steplr, multisteplr, exponential, cyclic exp_range, plateau factor); nan = the schedule's default.", G);
@@ -115,6 +120,7 @@ public static class SchedulerFlags
             ScheduleJson = json.Length == 0 ? null : json,
             WarmupSteps = v.GetInt32("warmup_steps", -1),
             WarmupStartFactor = v.GetDouble("warmup_start_factor", 0.0, 1.0),
+            WarmupInitLr = v.GetDouble("lr_warmup_init", 0.0),
             TotalSteps = v.GetInt32("total_steps", 0),
             StepSize = v.GetInt32("step_size", 0),
             Gamma = v.GetDouble("gamma"),
@@ -162,6 +168,7 @@ public static class SchedulerFlags
     /// </summary>
     public static Schedule? FromFlags(SchedulerFlagValues f, double learningRate, int numIterations)
     {
+        f = f with { PeakLr = learningRate };
         if (f.ScheduleJson is { } jsonArg)
         {
             var parsed = Schedules.Core.ScheduleJson.Parse(ResolveJson(jsonArg));
@@ -233,7 +240,11 @@ public static class SchedulerFlags
     public static Schedule WithWarmup(Schedule schedule, int warmup, SchedulerFlagValues f)
     {
         if (schedule.IsMetricDriven) throw new UsageException("--warmup_steps cannot be combined with ReduceLROnPlateau (it cannot be sequenced, as in PyTorch)");
-        double start = f.WarmupStartFactor > 0 ? f.WarmupStartFactor : 1.0 / (warmup + 1);
+        double start = f.WarmupStartFactor > 0 ? f.WarmupStartFactor
+            : f.WarmupInitLr > 0 && f.PeakLr > 0 ? f.WarmupInitLr / f.PeakLr
+            : 1.0 / (warmup + 1);
+        if (!(start > 0 && start <= 1))
+            throw new UsageException($"--lr_warmup_init={f.WarmupInitLr.ToString(CultureInfo.InvariantCulture)} must be in (0, --learning_rate] (LinearLR start_factor {start.ToString(CultureInfo.InvariantCulture)})");
         var ramp = new LinearLR(start, 1.0, warmup);
         // PyTorch cannot switch to a SequentialLR nested in a SequentialLR: splice the warmup in front instead.
         if (schedule is SequentialLR seq)

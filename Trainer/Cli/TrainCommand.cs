@@ -36,7 +36,7 @@ public static class TrainCommand
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
         f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
-        f.Int("num_threads", 0, "Torch intra-op threads; 0 = CPU cores / DP (at least 1).", par);
+        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval.", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
@@ -66,6 +66,14 @@ public static class TrainCommand
         string device = v.GetString("device");
         if (device != "cpu" && device != "cuda" && !device.StartsWith("cuda:"))
             throw new UsageException($"--device: '{device}' is not cpu or cuda");
+        if (device.StartsWith("cuda"))
+        {
+            if (!TorchSharp.torch.cuda.is_available())
+                throw new RuntimeFailure($"--device={device}: CUDA is not available (this build uses TorchSharp's CPU backend, or no GPU is visible); use --device=cpu");
+            int have = TorchSharp.torch.cuda.device_count();
+            int need = dp > 1 ? dp : (device.StartsWith("cuda:") && int.TryParse(device[5..], out var i) ? i + 1 : 1);
+            if (need > have) throw new RuntimeFailure($"--device={device} with --nthread_per_process={dp} needs {need} CUDA devices, {have} visible");
+        }
         if (dp > 1 && device.StartsWith("cuda:")) throw new UsageException($"--device={device}: with --nthread_per_process={dp} use --device=cuda (rank i runs on cuda:i)");
         string dtype = v.GetChoice("dtype", "float32", "bfloat16");
         long tokensPerFwd = (long)B * T * dp;
@@ -154,5 +162,10 @@ public static class TrainCommand
         catch (ScheduleStepException e) { error.WriteLine($"error: lr schedule: {e.Message}"); return 1; }
         catch (IOException e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (UnauthorizedAccessException e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("TRAINER_DEBUG") is null)
+        {
+            error.WriteLine($"error: {e.GetType().Name}: {e.Message} (set TRAINER_DEBUG=1 for the stack trace)");
+            return 1;
+        }
     }
 }

@@ -96,6 +96,8 @@ public static class LlmcWeights
 
     static int F(float f) => BitConverter.SingleToInt32Bits(f);
     static float Fl(int i) => BitConverter.Int32BitsToSingle(i);
+    // float32 header value → the shortest double that prints the same (1e-5f → 1e-05, not 9.99999974e-06).
+    static double Fd(int i) => double.Parse(Fl(i).ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
 
     sealed record Header(ModelConfig Config, int Version, bool Bf16, long ParamCount);
 
@@ -125,11 +127,11 @@ public static class LlmcWeights
                 case LlmcMagic.Llama3Weights:
                     if (h[1] != Llama3Fp32Version)
                         throw new LlmcFileException(path, $"unsupported LLaMA-3 weight file version {h[1]} (expected {Llama3Fp32Version}, fp32)");
-                    double factor = h[16] != 0 ? Fl(h[16]) : (h[14] == 3 && h[15] == 1 ? 8.0 : 32.0);
+                    double factor = h[16] != 0 ? Fd(h[16]) : (h[14] == 3 && h[15] == 1 ? 8.0 : 32.0);
                     cfg = ModelConfig.Llama3(name, nLayer: h[4], nHead: h[5], nKvHead: h[6], nEmbd: h[7], blockSize: h[2], vocabSize: h[3],
-                        ffnDimMultiplier: Fl(h[8]), multipleOf: h[9], normEps: Fl(h[10]), ropeTheta: Fl(h[11]), useScaledRope: h[12] != 0, ropeScaleFactor: factor);
-                    if (h[17] != 0) cfg = cfg with { RopeLowFreqFactor = Fl(h[17]) };
-                    if (h[18] != 0) cfg = cfg with { RopeHighFreqFactor = Fl(h[18]) };
+                        ffnDimMultiplier: Fl(h[8]), multipleOf: h[9], normEps: Fd(h[10]), ropeTheta: Fd(h[11]), useScaledRope: h[12] != 0, ropeScaleFactor: factor);
+                    if (h[17] != 0) cfg = cfg with { RopeLowFreqFactor = Fd(h[17]) };
+                    if (h[18] != 0) cfg = cfg with { RopeHighFreqFactor = Fd(h[18]) };
                     if (h[19] != 0) cfg = cfg with { RopeOriginalContext = h[19] };
                     break;
                 default:

@@ -42,7 +42,7 @@ public sealed record TrainOptions
     public string? LogJson { get; init; }
     /// <summary>Progress bar on a terminal.</summary>
     public bool Progress { get; init; }
-    /// <summary>Torch intra-op threads; 0 = cores / DP (at least 1).</summary>
+    /// <summary>Torch intra-op threads; 0 = (cores - 1) / DP (at least 1).</summary>
     public int NumThreads { get; init; }
 
     /// <summary>Identity of the model configuration (checked on resume).</summary>

@@ -86,7 +86,8 @@ public sealed class TrainingRun
     {
         int W = _o.DataParallel, A = _o.GradAccumulationSteps;
         resume ??= VerifyLoad();
-        int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, Environment.ProcessorCount / W);
+        // Auto: leave a core for the runtime; on 2 cores libtorch's 2-thread pool spin-waits and ran 2x slower than 1 thread.
+        int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / W);
         torch.set_num_threads(threads);
         torch.manual_seed(_o.Seed);
 
@@ -142,7 +143,7 @@ public sealed class TrainingRun
 
         var records = new List<StepRecord>();
         bool progress = _o.Progress && !Console.IsOutputRedirected && ReferenceEquals(_out, Console.Out);
-        using var log = new StepLog(_out, _o.LogJson, progress, appendJson: false);
+        using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
         log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={W}, torch threads={threads})");
         log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
         if (resume is not null) log.Info($"resumed from {resume.Directory} at step {startStep}");

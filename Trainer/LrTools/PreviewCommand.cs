@@ -48,7 +48,6 @@ public static class PreviewCommand
             else PreviewOutput.WriteAtomic(o.Output, bytes ?? new UTF8Encoding(false).GetBytes(text!));
             return 0;
         }
-        catch (PreviewUsageException e) { return Fail(stderr, e.Message); }
         catch (UsageException e) { return Fail(stderr, e.Message); }
         catch (InvalidScheduleException e) { return Fail(stderr, e.Message); }
         catch (ArgumentOutOfRangeException e) when (e.ParamName is "width") { return Fail(stderr, StripParam(e)); }
@@ -90,21 +89,21 @@ public static class PreviewCommand
         }
         catch (InvalidScheduleException e)
         {
-            throw new PreviewUsageException((o.Schedule.ScheduleJson is not null ? "--lr-schedule: " : $"--lr-scheduler={o.Schedule.Scheduler}: ") + e.Message);
+            throw new UsageException((o.Schedule.ScheduleJson is not null ? "--lr-schedule: " : $"--lr-scheduler={o.Schedule.Scheduler}: ") + e.Message);
         }
 
         double[]? metrics = null;
         if (schedule.IsMetricDriven)
         {
             if (o.MetricsFile is null)
-                throw new PreviewUsageException("ReduceLROnPlateau steps on a metric: give --metrics=FILE (one value per line, one per step)");
+                throw new UsageException("ReduceLROnPlateau steps on a metric: give --metrics=FILE (one value per line, one per step)");
             metrics = ReadMetrics(o.MetricsFile);
             if (o.Steps is { } n && n > metrics.Length)
-                throw new PreviewUsageException($"--steps={n} but --metrics has {metrics.Length} values (one is needed per step)");
+                throw new UsageException($"--steps={n} but --metrics has {metrics.Length} values (one is needed per step)");
             metrics = metrics[..(o.Steps ?? metrics.Length)];
         }
         else if (o.MetricsFile is not null)
-            throw new PreviewUsageException($"--metrics is only for ReduceLROnPlateau; {schedule.TypeName} does not step on a metric");
+            throw new UsageException($"--metrics is only for ReduceLROnPlateau; {schedule.TypeName} does not step on a metric");
 
         int steps = o.Steps ?? metrics?.Length ?? PreviewHorizon.Of(schedule) ?? PreviewDefaults.Steps;
         try
@@ -114,7 +113,7 @@ public static class PreviewCommand
         }
         catch (ScheduleStepException e)
         {
-            throw new PreviewUsageException($"the schedule fails within {steps} steps, as PyTorch would: {e.Message} (preview fewer --steps)");
+            throw new UsageException($"the schedule fails within {steps} steps, as PyTorch would: {e.Message} (preview fewer --steps)");
         }
     }
 
@@ -126,9 +125,9 @@ public static class PreviewCommand
         bool at = t.StartsWith('@');
         string path = at ? t[1..] : t;
         if (!at && !path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) && !path.Contains('/') && !path.Contains('\\')) return;
-        if (path.Length == 0) throw new PreviewUsageException("--lr-schedule: '@' needs a file name");
-        if (Directory.Exists(path)) throw new PreviewUsageException($"--lr-schedule: '{path}' is a directory, not a JSON file");
-        if (!File.Exists(path)) throw new PreviewUsageException($"--lr-schedule: no such file '{path}'");
+        if (path.Length == 0) throw new UsageException("--lr-schedule: '@' needs a file name");
+        if (Directory.Exists(path)) throw new UsageException($"--lr-schedule: '{path}' is a directory, not a JSON file");
+        if (!File.Exists(path)) throw new UsageException($"--lr-schedule: no such file '{path}'");
     }
 
     static double[][] PlateauTrace(Schedule schedule, IReadOnlyList<double> lrs, double[] metrics)
@@ -142,7 +141,7 @@ public static class PreviewCommand
 
     static double[] ReadMetrics(string path)
     {
-        if (!File.Exists(path)) throw new PreviewUsageException($"--metrics: no such file '{path}'");
+        if (!File.Exists(path)) throw new UsageException($"--metrics: no such file '{path}'");
         var values = new List<double>();
         int lineNo = 0;
         foreach (var raw in File.ReadLines(path))
@@ -151,10 +150,10 @@ public static class PreviewCommand
             string line = raw.Trim();
             if (line.Length == 0) continue;
             if (!double.TryParse(line, NumberStyles.Float, Inv, out double v) || double.IsNaN(v))
-                throw new PreviewUsageException($"--metrics: {path}:{lineNo}: '{(line.Length > 40 ? line[..40] + "..." : line)}' is not a number");
+                throw new UsageException($"--metrics: {path}:{lineNo}: '{(line.Length > 40 ? line[..40] + "..." : line)}' is not a number");
             values.Add(v);
         }
-        if (values.Count == 0) throw new PreviewUsageException($"--metrics: {path} has no values");
+        if (values.Count == 0) throw new UsageException($"--metrics: {path} has no values");
         return values.ToArray();
     }
 

@@ -3,9 +3,6 @@ using Trainer.Cli;
 
 namespace Trainer.LrTools;
 
-/// <summary>A mistake in the input of <c>lr preview</c> (flag, number, file, schedule): one message, exit code 2, nothing written.</summary>
-public sealed class PreviewUsageException(string message) : Exception(message);
-
 public enum PreviewFormat { Table, Csv, Ascii, Png }
 
 /// <summary>The parsed command line of <c>Trainer lr preview</c>.</summary>
@@ -65,20 +62,20 @@ public static class PreviewArgs
         return f;
     }
 
-    /// <summary>Parses and checks the command line (<see cref="UsageException"/> or <see cref="PreviewUsageException"/> when refused).</summary>
+    /// <summary>Parses and checks the command line; <see cref="UsageException"/> (one message, exit code 2) when refused.</summary>
     public static PreviewOptions Parse(IReadOnlyList<string> args)
     {
         var v = Flags().Parse(args);
         if (v.HelpRequested) return new PreviewOptions { Help = true };
         if (v.Positional.Count > 0)
-            throw new PreviewUsageException($"unexpected argument '{v.Positional[0]}' (give the schedule with --lr-schedule=JSON|@FILE|FILE.json)");
+            throw new UsageException($"unexpected argument '{v.Positional[0]}' (give the schedule with --lr-schedule=JSON|@FILE|FILE.json)");
 
         bool scheduleGiven = v.Given.Keys.Any(k => k == "lr_schedule" || SchedulerFlagNames.Contains(k));
         if (!scheduleGiven)
-            throw new PreviewUsageException("no schedule: give --lr-schedule=JSON|@FILE|FILE.json, or --lr-scheduler=KIND and its flags (the trainer's default is cosine)");
+            throw new UsageException("no schedule: give --lr-schedule=JSON|@FILE|FILE.json, or --lr-scheduler=KIND and its flags (the trainer's default is cosine)");
         if (v.IsSet("lr_schedule") && v.IsSet("lr_scheduler"))
-            throw new PreviewUsageException("give either --lr-schedule=JSON or --lr-scheduler=KIND, not both");
-        if (v.IsSet("lr") && v.IsSet("lrs")) throw new PreviewUsageException("give the initial LR once: --lr=X or --lrs=X,Y,...");
+            throw new UsageException("give either --lr-schedule=JSON or --lr-scheduler=KIND, not both");
+        if (v.IsSet("lr") && v.IsSet("lrs")) throw new UsageException("give the initial LR once: --lr=X or --lrs=X,Y,...");
 
         var o = new PreviewOptions
         {
@@ -101,11 +98,11 @@ public static class PreviewArgs
 
         bool chart = o.Format is PreviewFormat.Ascii or PreviewFormat.Png;
         if (o.Format == PreviewFormat.Png && o.Output is null)
-            throw new PreviewUsageException("--format=png needs --output=FILE.png (PNG is not written to the terminal)");
-        if (!chart && (o.Width is not null || o.Height is not null)) throw new PreviewUsageException("--width/--height apply to --format=ascii|png");
-        if (!chart && o.LogY) throw new PreviewUsageException("--log-y applies to --format=ascii|png");
-        if (!chart && o.Title is not null) throw new PreviewUsageException("--title applies to --format=ascii|png");
-        if (chart && o.Every != 1) throw new PreviewUsageException("--every applies to --format=table|csv (charts plot every step)");
+            throw new UsageException("--format=png needs --output=FILE.png (PNG is not written to the terminal)");
+        if (!chart && (o.Width is not null || o.Height is not null)) throw new UsageException("--width/--height apply to --format=ascii|png");
+        if (!chart && o.LogY) throw new UsageException("--log-y applies to --format=ascii|png");
+        if (!chart && o.Title is not null) throw new UsageException("--title applies to --format=ascii|png");
+        if (chart && o.Every != 1) throw new UsageException("--every applies to --format=table|csv (charts plot every step)");
         return o;
     }
 
@@ -119,13 +116,13 @@ public static class PreviewArgs
         return f.Definitions.SelectMany(d => d.Aliases.Prepend(d.Name)).ToHashSet();
     }
 
-    static string NonEmpty(string flag, string v) => v.Length > 0 ? v : throw new PreviewUsageException($"{flag}: empty file name");
+    static string NonEmpty(string flag, string v) => v.Length > 0 ? v : throw new UsageException($"{flag}: empty file name");
 
     static double[] DblList(string flag, string v)
     {
         var parts = v.Split(',', StringSplitOptions.TrimEntries);
-        if (parts.Any(p => p.Length == 0)) throw new PreviewUsageException($"{flag}: '{v}' is not a comma-separated list of numbers");
+        if (parts.Any(p => p.Length == 0)) throw new UsageException($"{flag}: '{v}' is not a comma-separated list of numbers");
         return parts.Select(p => double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d)
-            ? d : throw new PreviewUsageException($"{flag}: '{p}' is not a finite number")).ToArray();
+            ? d : throw new UsageException($"{flag}: '{p}' is not a finite number")).ToArray();
     }
 }

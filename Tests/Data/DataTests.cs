@@ -146,6 +146,19 @@ public static class DataTests
     static Test WeightFiles => Spec.List("weight files",
         WeightRoundTrip("gpt2-tiny"),
         WeightRoundTrip("llama3-tiny"),
+        Spec.Case("LLaMA-3: karpathy/llm.c 2048-byte header layout is written and auto-detected", () =>
+        {
+            using var tmp = new TempFolder(); var p = Path.Combine(tmp.Dir, "llmc.bin");
+            using var m = ModelFactory.Create("llama3-tiny", 31);
+            LlmcWeights.Save(m, p, LlmcWeights.Llama3Header.Llmc);
+            Check(new FileInfo(p).Length == 2048 + 4 * LlmcWeights.ParamCount(m.Config), "file size");
+            var h = MemoryMarshal.Cast<byte, int>(File.ReadAllBytes(p).AsSpan(0, 2048)).ToArray();
+            Check(h[0] == 20240803 && h[1] == 3 && h[8] == 32 && h[9] == 1 && h[10] == 3 && h[11] == 2, string.Join(",", h.Take(12)));
+            Check(BitConverter.Int32BitsToSingle(h[256]) == 1.5f && BitConverter.Int32BitsToSingle(h[257]) == 1e-5f && BitConverter.Int32BitsToSingle(h[258]) == 500000f, "float section");
+            Check(LlmcWeights.ReadConfig(p) with { Name = m.Config.Name } == m.Config, $"config {LlmcWeights.ReadConfig(p)}");
+            using var back = LlmcWeights.Load(p, CPU, ScalarType.Float32);
+            Check(SameParameters(m, back), "parameters differ");
+        }),
         Spec.Case("GPT-2 header fields are llm.c's", () =>
         {
             var h = LlmcWeights.BuildHeader(ModelCatalog.Get("gpt2"));

@@ -208,6 +208,15 @@ public static class DataTests
             Check(c2 == 0, $"exit {c2}: {e2}");
             using (var f = TokenFile.Open(Path.Combine(dir, "sub", "o32.bin"))) Check(f.Format == TokenFormat.Llama3 && f.ReadAll().SequenceEqual(new[] { 15496, 995 }), "llama3 tokens");
         }),
+        Spec.Case("--eot_paragraphs: EOT after every blank line (llm.c tinyshakespeare recipe)", () =>
+        {
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "in.txt");
+            File.WriteAllText(txt, "a\n\nb");
+            var (c, _, e) = Prep($"--input={txt}", $"--output={dir}/o.bin", "--eot_paragraphs");
+            Check(c == 0, e);
+            using var f = TokenFile.Open($"{dir}/o.bin");
+            Check(f.ReadAll().SequenceEqual(new[] { 50256, 64, 628, 50256, 65 }), string.Join(",", f.ReadAll()));
+        }),
         Spec.Case("val split: first N tokens to --val_output", () =>
         {
             using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "in.txt");

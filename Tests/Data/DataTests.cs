@@ -13,11 +13,12 @@ public static class DataTests
 {
     static void Check(bool ok, string msg) { if (!ok) throw new Exception(msg); }
 
-    static string TempDir()
+    /// <summary>A fresh folder under the temp dir, deleted on Dispose.</summary>
+    sealed class TempFolder : IDisposable
     {
-        var d = Path.Combine(Path.GetTempPath(), "trainer-models-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(d);
-        return d;
+        public string Dir { get; } = Path.Combine(Path.GetTempPath(), "trainer-models-tests", Guid.NewGuid().ToString("N"));
+        public TempFolder() => Directory.CreateDirectory(Dir);
+        public void Dispose() { try { Directory.Delete(Dir, recursive: true); } catch { } }
     }
 
     static void Throws<T>(Action a, params string[] fragments) where T : Exception
@@ -46,6 +47,8 @@ public static class DataTests
             Check(t.Encode("<|endoftext|>").SequenceEqual(new[] { 50256 }), "EOT");
             Check(t.Encode("a<|endoftext|>b").SequenceEqual(new[] { 64, 50256, 65 }), $"a EOT b → {string.Join(",", t.Encode("a<|endoftext|>b"))}");
             Check(t.Encode("").Length == 0, "empty");
+            Check(t.Encode("\n").SequenceEqual(new[] { 198 }) && t.Encode("\n\n").SequenceEqual(new[] { 628 }), "newlines");
+            Check(t.Encode("Hello  world").SequenceEqual(new[] { 15496, 220, 995 }), $"double space → {string.Join(",", t.Encode("Hello  world"))}");
         }),
         Spec.Case("decode inverts encode (unicode, whitespace, EOT)", () =>
         {
@@ -57,7 +60,7 @@ public static class DataTests
     static Test TokenFiles => Spec.List("token files",
         Spec.Case("write → open round trip, both formats", () =>
         {
-            var dir = TempDir();
+            using var tmp = new TempFolder(); var dir = tmp.Dir;
             var toks = new[] { 0, 1, 50256, 65535, 12345 };
             foreach (var fmt in new[] { TokenFormat.Gpt2, TokenFormat.Llama3 })
             {
@@ -79,7 +82,7 @@ public static class DataTests
         }),
         Spec.Case("batch: y is x shifted by one", () =>
         {
-            var dir = TempDir(); var p = Path.Combine(dir, "b.bin");
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var p = Path.Combine(dir, "b.bin");
             TokenFile.Write(p, Enumerable.Range(100, 50).ToArray(), TokenFormat.Gpt2);
             using var f = TokenFile.Open(p);
             var (x, y) = f.Batch(3, 2, 4);
@@ -89,7 +92,7 @@ public static class DataTests
         }),
         Spec.Case("clear errors: missing, empty, short header, truncated, trailing, wrong magic, version", () =>
         {
-            var dir = TempDir();
+            using var tmp = new TempFolder(); var dir = tmp.Dir;
             var missing = Path.Combine(dir, "nope.bin");
             Throws<LlmcFileException>(() => TokenFile.Open(missing), "nope.bin", "not found");
             var empty = Path.Combine(dir, "empty.bin"); File.WriteAllBytes(empty, Array.Empty<byte>());
@@ -115,7 +118,7 @@ public static class DataTests
 
     static Test WeightRoundTrip(string name) => Spec.Case($"{name}: write → read gives identical parameters and logits", () =>
     {
-        var dir = TempDir(); var p = Path.Combine(dir, $"{name}.bin");
+        using var tmp = new TempFolder(); var dir = tmp.Dir; var p = Path.Combine(dir, $"{name}.bin");
         using var m = ModelFactory.Create(name, 77);
         LlmcWeights.Save(m, p);
         Check(new FileInfo(p).Length == 1024 + 4 * LlmcWeights.ParamCount(m.Config), "file size");
@@ -154,7 +157,7 @@ public static class DataTests
         }),
         Spec.Case("clear errors: missing, truncated, wrong magic, token file, config mismatch", () =>
         {
-            var dir = TempDir();
+            using var tmp = new TempFolder(); var dir = tmp.Dir;
             using var m = ModelFactory.Create("gpt2-tiny", 1);
             var good = Path.Combine(dir, "good.bin"); LlmcWeights.Save(m, good);
             Throws<LlmcFileException>(() => LlmcWeights.Load(Path.Combine(dir, "nope.bin"), CPU, ScalarType.Float32), "nope.bin", "not found");
@@ -183,7 +186,7 @@ public static class DataTests
     static Test PrepareData => Spec.List("prepare-data",
         Spec.Case("text → gpt2 and llama3 token files", () =>
         {
-            var dir = TempDir(); var txt = Path.Combine(dir, "in.txt");
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "in.txt");
             File.WriteAllText(txt, "Hello world");
             var (c1, _, e1) = Prep("prepare-data", $"--input={txt}", $"--output={Path.Combine(dir, "o.bin")}");
             Check(c1 == 0, $"exit {c1}: {e1}");
@@ -194,7 +197,7 @@ public static class DataTests
         }),
         Spec.Case("val split: first N tokens to --val_output", () =>
         {
-            var dir = TempDir(); var txt = Path.Combine(dir, "in.txt");
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "in.txt");
             File.WriteAllText(txt, "The quick brown fox");
             var (c, _, e) = Prep($"--input={txt}", $"--output={dir}/tr.bin", $"--val_output={dir}/va.bin", "--val_tokens=2");
             Check(c == 0, e);
@@ -203,7 +206,7 @@ public static class DataTests
         }),
         Spec.Case("usage errors exit 2, runtime errors exit 1, nothing written", () =>
         {
-            var dir = TempDir(); var txt = Path.Combine(dir, "in.txt"); File.WriteAllText(txt, "hi");
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "in.txt"); File.WriteAllText(txt, "hi");
             var outp = Path.Combine(dir, "o.bin");
             Check(Prep("--help").Code == 0 && Prep("--help").Out.Contains("llama3"), "--help");
             Check(Prep().Code == 2, "no args");

@@ -65,6 +65,8 @@ public static class ModelTests
             using var c = ModelFactory.Create(cfg, 124, CPU, ScalarType.Float32);
             Check(SameParameters(a, b), "same seed gave different parameters");
             Check(!SameParameters(a, c), "different seeds gave the same parameters");
+            c.CopyParametersFrom(a);
+            Check(SameParameters(a, c), "CopyParametersFrom did not copy");
         }),
         Spec.Case("backward reaches every parameter", () =>
         {

@@ -33,6 +33,24 @@ public abstract class CausalLm : nn.Module<Tensor, Tensor>
     /// <summary>The parameters in llm.c weight-file order (see Trainer/Models/README.md), each with a descriptive name.</summary>
     public abstract IReadOnlyList<(string Name, Tensor Tensor)> WeightFileOrder();
 
+    /// <summary>
+    /// Copies every parameter value from <paramref name="source"/> (same architecture; any device/dtype on either side),
+    /// e.g. to re-synchronise data-parallel replicas. Gradients and optimizer state are untouched.
+    /// </summary>
+    public void CopyParametersFrom(CausalLm source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        var dst = WeightFileOrder(); var src = source.WeightFileOrder();
+        if (dst.Count != src.Count) throw new ArgumentException($"cannot copy '{source.Config.Name}' into '{Config.Name}': {src.Count} vs {dst.Count} tensors");
+        using var _ = no_grad();
+        for (int i = 0; i < dst.Count; i++)
+        {
+            if (!dst[i].Tensor.shape.SequenceEqual(src[i].Tensor.shape))
+                throw new ArgumentException($"cannot copy '{source.Config.Name}' into '{Config.Name}': {src[i].Name} has shape [{string.Join(",", src[i].Tensor.shape)}], target [{string.Join(",", dst[i].Tensor.shape)}]");
+            dst[i].Tensor.copy_(src[i].Tensor);
+        }
+    }
+
     /// <summary>Total number of parameter elements (GPT-2: the padded wte counts once; tied head adds nothing).</summary>
     public long ParameterCount() => parameters().Sum(p => p.numel());
 

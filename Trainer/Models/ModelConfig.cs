@@ -11,7 +11,7 @@ public enum ModelKind
 
 /// <summary>
 /// Architecture hyper-parameters, in llm.c / InfiniTrain terms. Build one with <see cref="ModelCatalog.Get"/>,
-/// from a weight-file header (<see cref="LlmcWeights.ReadConfig"/>), or with <c>with { ... }</c> from either.
+/// from a weight-file header (Trainer.Data.LlmcWeights.ReadConfig), or with <c>with { ... }</c> from either.
 /// </summary>
 /// <param name="Name">Catalog name, or a description of where the config came from.</param>
 /// <param name="Kind">GPT2 or LLaMA3.</param>

@@ -146,6 +146,19 @@ public static class DataTests
     static Test WeightFiles => Spec.List("weight files",
         WeightRoundTrip("gpt2-tiny"),
         WeightRoundTrip("llama3-tiny"),
+        Spec.Case("LLaMA-3: karpathy/llm.c 2048-byte header layout is written and auto-detected", () =>
+        {
+            using var tmp = new TempFolder(); var p = Path.Combine(tmp.Dir, "llmc.bin");
+            using var m = ModelFactory.Create("llama3-tiny", 31);
+            LlmcWeights.Save(m, p, LlmcWeights.Llama3Header.Llmc);
+            Check(new FileInfo(p).Length == 2048 + 4 * LlmcWeights.ParamCount(m.Config), "file size");
+            var h = MemoryMarshal.Cast<byte, int>(File.ReadAllBytes(p).AsSpan(0, 2048)).ToArray();
+            Check(h[0] == 20240803 && h[1] == 3 && h[8] == 32 && h[9] == 1 && h[10] == 3 && h[11] == 2, string.Join(",", h.Take(12)));
+            Check(BitConverter.Int32BitsToSingle(h[256]) == 1.5f && BitConverter.Int32BitsToSingle(h[257]) == 1e-5f && BitConverter.Int32BitsToSingle(h[258]) == 500000f, "float section");
+            Check(LlmcWeights.ReadConfig(p) with { Name = m.Config.Name } == m.Config, $"config {LlmcWeights.ReadConfig(p)}");
+            using var back = LlmcWeights.Load(p, CPU, ScalarType.Float32);
+            Check(SameParameters(m, back), "parameters differ");
+        }),
         Spec.Case("GPT-2 header fields are llm.c's", () =>
         {
             var h = LlmcWeights.BuildHeader(ModelCatalog.Get("gpt2"));
@@ -194,6 +207,15 @@ public static class DataTests
             var (c2, _, e2) = Prep("--input", txt, "--output", Path.Combine(dir, "sub", "o32.bin"), "--format=llama3", "--eot=false");
             Check(c2 == 0, $"exit {c2}: {e2}");
             using (var f = TokenFile.Open(Path.Combine(dir, "sub", "o32.bin"))) Check(f.Format == TokenFormat.Llama3 && f.ReadAll().SequenceEqual(new[] { 15496, 995 }), "llama3 tokens");
+        }),
+        Spec.Case("--eot_paragraphs: EOT after every blank line (llm.c tinyshakespeare recipe)", () =>
+        {
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "in.txt");
+            File.WriteAllText(txt, "a\n\nb");
+            var (c, _, e) = Prep($"--input={txt}", $"--output={dir}/o.bin", "--eot_paragraphs");
+            Check(c == 0, e);
+            using var f = TokenFile.Open($"{dir}/o.bin");
+            Check(f.ReadAll().SequenceEqual(new[] { 50256, 64, 628, 50256, 65 }), string.Join(",", f.ReadAll()));
         }),
         Spec.Case("val split: first N tokens to --val_output", () =>
         {

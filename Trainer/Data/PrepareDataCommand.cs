@@ -26,6 +26,9 @@ public static class PrepareDataCommand
           --val_tokens=N        size of the validation split (default 32768; needs --val_output)
           --eot=true|false      start the document with <|endoftext|> (50256), as llm.c does (default true).
                                 The literal text <|endoftext|> in the input always encodes to 50256.
+          --eot_paragraphs=true|false
+                                also put <|endoftext|> after every blank line ("\n\n"), making each paragraph a
+                                document: exactly llm.c's dev/data/tinyshakespeare.py recipe (default false)
           --help                this text
 
         Flags are gflags style: --name=value, --name value, -name=value; '-' and '_' are interchangeable.
@@ -42,7 +45,7 @@ public static class PrepareDataCommand
         catch (ArgumentException e) { return Usage(stderr, e.Message); }
 
         if (flags.ContainsKey("help")) { stdout.WriteLine(Help); return 0; }
-        var known = new HashSet<string> { "input", "output", "format", "val_output", "val_tokens", "eot" };
+        var known = new HashSet<string> { "input", "output", "format", "val_output", "val_tokens", "eot", "eot_paragraphs" };
         var unknown = flags.Keys.Where(k => !known.Contains(k)).ToList();
         if (unknown.Count > 0) return Usage(stderr, $"unknown flag{(unknown.Count > 1 ? "s" : "")}: {string.Join(", ", unknown.Select(k => "--" + k))}");
         if (!flags.TryGetValue("input", out var input) || input.Length == 0) return Usage(stderr, "--input=FILE is required");
@@ -50,13 +53,11 @@ public static class PrepareDataCommand
         TokenFormat format;
         try { format = TokenFile.ParseFormat(flags.GetValueOrDefault("format", "gpt2")); }
         catch (ArgumentException e) { return Usage(stderr, $"--format: {e.Message}"); }
-        bool eot;
-        switch (flags.GetValueOrDefault("eot", "true").ToLowerInvariant())
-        {
-            case "true" or "1" or "yes": eot = true; break;
-            case "false" or "0" or "no": eot = false; break;
-            default: return Usage(stderr, $"--eot expects true or false, got '{flags["eot"]}'");
-        }
+        bool? eotFlag = Bool(flags.GetValueOrDefault("eot", "true"));
+        if (eotFlag is null) return Usage(stderr, $"--eot expects true or false, got '{flags["eot"]}'");
+        bool eot = eotFlag.Value;
+        bool? paraFlag = Bool(flags.GetValueOrDefault("eot_paragraphs", "false"));
+        if (paraFlag is null) return Usage(stderr, $"--eot_paragraphs expects true or false, got '{flags["eot_paragraphs"]}'");
         string? valOutput = flags.GetValueOrDefault("val_output");
         int valTokens = 32768;
         if (flags.TryGetValue("val_tokens", out var vt))
@@ -69,7 +70,7 @@ public static class PrepareDataCommand
 
         try
         {
-            var (train, val, textChars) = Tokenize(input, eot, valOutput is null ? 0 : valTokens);
+            var (train, val, textChars) = Tokenize(input, eot, valOutput is null ? 0 : valTokens, paraFlag.Value);
             if (valOutput is not null && train.Length == 0)
                 throw new IOException($"'{input}': only {val.Length} tokens, not enough for a {valTokens}-token validation split plus training tokens");
             // Write val first, then train: if the second write fails, remove the first so nothing is left half-done.
@@ -90,7 +91,7 @@ public static class PrepareDataCommand
     }
 
     /// <summary>Tokens of a text file: [EOT] + BPE(text), split into (train, val) with val = the first <paramref name="valTokens"/> tokens.</summary>
-    public static (int[] Train, int[] Val, int TextChars) Tokenize(string inputPath, bool eot, int valTokens)
+    public static (int[] Train, int[] Val, int TextChars) Tokenize(string inputPath, bool eot, int valTokens, bool eotParagraphs = false)
     {
         if (Directory.Exists(inputPath)) throw new IOException($"'{inputPath}': input is a directory, expected a text file");
         if (!File.Exists(inputPath)) throw new FileNotFoundException($"'{inputPath}': input file not found");
@@ -99,7 +100,7 @@ public static class PrepareDataCommand
         catch (DecoderFallbackException e) { throw new IOException($"'{inputPath}': not valid UTF-8 text (bad byte at offset {e.Index})", e); }
         if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
         if (text.Length == 0) throw new IOException($"'{inputPath}': input is empty");
-        var all = TokenizeText(text, eot);
+        var all = TokenizeText(eotParagraphs ? text.Replace("\n\n", "\n\n" + Gpt2Tokenizer.EndOfTextText) : text, eot);
         int nVal = Math.Min(valTokens, all.Length);
         return (all[nVal..], all[..nVal], text.Length);
     }
@@ -142,6 +143,13 @@ public static class PrepareDataCommand
         }
         return d;
     }
+
+    static bool? Bool(string v) => v.ToLowerInvariant() switch
+    {
+        "true" or "1" or "yes" => true,
+        "false" or "0" or "no" => false,
+        _ => null,
+    };
 
     static int Usage(TextWriter stderr, string message)
     {

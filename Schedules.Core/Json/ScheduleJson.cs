@@ -167,9 +167,11 @@ public static class ScheduleJson
             else if (r is null && LambdaFns.Contains(fn) == false)
                 Problem(path, "fn", fn, "unknown lr_lambda function; known: " + string.Join(", ", LambdaFns));
             f.RejectUnknown();
-            if (r is not null)
-                foreach (var pr in r.Problems(path)) problems.Add(pr);
-            return r;
+            if (r is null) return null;
+            // Report a function's value problems here, at its own path; the owning scheduler then is not built (no repeat).
+            var own = r.Problems(path).ToList();
+            problems.AddRange(own);
+            return own.Count == 0 ? r : null;
         }
 
         public static ShownValue Describe(JsonNode? n) => new(n switch

@@ -120,7 +120,6 @@ public static class OracleTests
     static string? KnownBug(string why, JsonObject c)
     {
         var spec = c["scheduler"];
-        if (KnownBugs.Count(spec, "OneCycleLR") >= 2) return KnownBugs.TwoOneCycle;
         if (why.StartsWith("we refused what PyTorch accepted") && KnownBugs.HasZeroPeriod(spec)) return KnownBugs.RefusedUnsteppedChild;
         return null;
     }

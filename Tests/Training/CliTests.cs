@@ -222,6 +222,20 @@ public static class CliTests
             if (bf.Code != 0 || !bf.Out.Contains("step    2/2 | train loss") || !bf.Out.Contains("step    2/2 | val loss")) throw new Exception(bf.Out + bf.Err);
             ExpectFail(1, new[] { "--device=cuda", "CUDA is not available" }, "--device=cuda");
         })),
+        Spec.Case("llama3-tiny: --dp 4 reproduces --dp 1 with the same global batch (loss within 1e-5)", () => WithDir(dir =>
+        {
+            double[] Losses(string dp)
+            {
+                var log = Path.Combine(dir, dp + ".jsonl");
+                var r = Train("--model=llama3-tiny", "--dp", dp, "--batch_size=1", "--sequence_length=16", "--total_batch_size=64", "--num_iteration=3", "--noprogress", "--log_json", log);
+                if (r.Code != 0) throw new Exception(r.Err);
+                return File.ReadAllLines(log).Select(j => System.Text.Json.JsonDocument.Parse(j).RootElement.GetProperty("loss").GetDouble()).ToArray();
+            }
+            var one = Losses("1");
+            var four = Losses("4");
+            for (int i = 0; i < one.Length; i++)
+                if (Math.Abs(one[i] - four[i]) > 1e-5) throw new Exception($"step {i + 1}: DP=1 {one[i]:R} vs DP=4 {four[i]:R}");
+        })),
         Spec.Case("--dp 2 and --load through the command line reproduce the uninterrupted run", () => WithDir(dir =>
         {
             var data = Path.Combine(dir, "train.bin");

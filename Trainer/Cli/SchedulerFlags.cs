@@ -10,7 +10,7 @@ public sealed record SchedulerFlagValues
     public string Scheduler { get; init; } = "cosine";
     /// <summary>--lr-schedule: JSON, @file or a path to a .json file; wins over --lr-scheduler.</summary>
     public string? ScheduleJson { get; init; }
-    /// <summary>--warmup-steps: -1 = auto (10% of total steps for cosine, the default schedule; 0 otherwise).</summary>
+    /// <summary>--warmup-steps: -1 = auto (10% of total steps for cosine, the default, and warmup-stable-decay; 0 otherwise).</summary>
     public int WarmupSteps { get; init; } = -1;
     /// <summary>--warmup-start-factor: LinearLR start_factor of the warmup; 0 = auto, 1/(warmup+1) (LR ramps as lr·(k+1)/(warmup+1)).</summary>
     public double WarmupStartFactor { get; init; }
@@ -73,7 +73,7 @@ public static class SchedulerFlags
             "  cosine-restarts: CosineAnnealingWarmRestarts(--t0, --t-mult, eta_min=--min-lr)\n" +
             "  cyclic: CyclicLR(base_lr=--min-lr (or lr/10 when 0), max_lr=lr, --step-size-up, --cyclic-mode, --gamma)\n" +
             "  onecycle: OneCycleLR(max_lr=lr, total_steps=steps, --pct-start, --div-factor, --final-div-factor)\n" +
-            "  warmup-stable-decay: constant LR, then the last --decay-steps decay (--decay-shape linear|1-sqrt) to --min-lr\n" +
+            "  warmup-stable-decay: warmup, constant LR, then the last --decay-steps decay (--decay-shape linear|1-sqrt) to --min-lr\n" +
             "  inverse-sqrt: LambdaLR(inverse_sqrt): lr*k/W for k < W (W = --warmup-steps), then lr*sqrt(W/k)\n" +
             "  plateau: ReduceLROnPlateau on the train loss (factor --gamma=0.1, --patience, --threshold, --cooldown, min_lr --min-lr)\n" +
             "  none: no scheduler, the LR stays --learning_rate\n" +
@@ -82,7 +82,7 @@ public static class SchedulerFlags
             "Any schedule in the library's JSON format (PyTorch class names and keyword arguments), given inline,\n" +
             "as @FILE, or as a path to a .json file; overrides --lr-scheduler and its flags.", G);
         f.Int("warmup_steps", -1, "Linear warmup steps before the schedule (SequentialLR(LinearLR -> schedule)); -1 = auto:\n" +
-            "10% of --total-steps for the default cosine schedule, 0 for the others.", G, "lr_warmup_iters");
+            "10% of --total-steps for cosine (the default) and warmup-stable-decay, 0 for the others.", G, "lr_warmup_iters");
         f.Double("warmup_start_factor", 0.0, "LinearLR start_factor of the warmup; 0 = 1/(warmup+1), so step k has lr*(k+1)/(warmup+1).", G);
         f.Double("lr_warmup_init", 0.0, "InfiniTrain's warmup start LR (absolute); when > 0 and --warmup-start-factor is 0, start_factor = lr_warmup_init / learning_rate.", G);
         f.Int("total_steps", 0, "Steps the schedule spans, warmup included; 0 = --num_iteration.", G, "lr_decay_iters");
@@ -175,7 +175,7 @@ public static class SchedulerFlags
             return f.WarmupSteps > 0 ? WithWarmup(parsed, f.WarmupSteps, f) : parsed;
         }
         int total = f.TotalSteps > 0 ? f.TotalSteps : numIterations;
-        int warmup = f.WarmupSteps >= 0 ? f.WarmupSteps : (f.Scheduler == "cosine" ? total / 10 : 0);
+        int warmup = f.WarmupSteps >= 0 ? f.WarmupSteps : (f.Scheduler is "cosine" or "warmup-stable-decay" ? total / 10 : 0);
         if (f.Scheduler == "none")
         {
             if (f.WarmupSteps > 0) throw new UsageException("--warmup_steps needs a schedule; --lr_scheduler=none has none (use --lr_scheduler=constant)");

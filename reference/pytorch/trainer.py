@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -158,6 +159,8 @@ class DistributedBatches:
 
 # ----------------------------------------------------------------------------- main
 def main(kind, build_model, default_model):
+    # SequentialLR calls step(epoch) internally; its deprecation warning is noise here
+    warnings.filterwarnings("ignore", message="The epoch parameter", category=UserWarning)
     flags = parse_flags(sys.argv[1:], default_model)
 
     ddp = int(os.environ.get("RANK", -1)) != -1

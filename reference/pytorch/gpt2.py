@@ -36,19 +36,18 @@ class GPT2Config:
         assert self.padded_vocab_size >= self.vocab_size
 
 
-# InfiniTrain's --model names
+# trainer-models' catalog (Trainer/Models/ModelConfig.cs; InfiniTrain's names + CPU sizes), case-insensitive.
+# vocab 50257 padded to 50304 as llm.c; block size 1024 unless given.
 PRESETS = {
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
-    "d12": dict(n_layer=12, n_head=12, n_embd=768),
     "d24": dict(n_layer=24, n_head=16, n_embd=1024),
     "d36": dict(n_layer=36, n_head=20, n_embd=1280),
     "d48": dict(n_layer=48, n_head=25, n_embd=1600),
-    # tiny configurations for CPU checks (not InfiniTrain names)
-    "tiny": dict(n_layer=2, n_head=4, n_embd=64, vocab_size=512, block_size=64),
+    "gpt2-tiny": dict(n_layer=2, n_head=4, n_embd=64, block_size=64),
+    "gpt2-mini": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
 }
+ALIASES = {"d12": "gpt2", "gpt2-124m": "gpt2", "gpt2-medium": "d24", "gpt2-350m": "d24", "gpt2-large": "d36",
+           "gpt2-774m": "d36", "gpt2-xl": "d48", "gpt2-1558m": "d48", "tiny": "gpt2-tiny"}
 
 
 class CausalSelfAttention(nn.Module):
@@ -109,25 +108,38 @@ class GPT2(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied
 
+    def weight_file_order(self):
+        """(name, tensor) in llm.c file order; wte here has vocab_size rows (the file has padded_vocab_size)."""
+        sd = dict(self.named_parameters())
+        out = [("transformer.wte.weight", sd["transformer.wte.weight"]), ("transformer.wpe.weight", sd["transformer.wpe.weight"])]
+        for n in ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                  "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+                  "mlp.c_proj.weight", "mlp.c_proj.bias"):
+            out += [(f"transformer.h.{i}.{n}", sd[f"transformer.h.{i}.{n}"]) for i in range(self.config.n_layer)]
+        out += [("transformer.ln_f.weight", sd["transformer.ln_f.weight"]), ("transformer.ln_f.bias", sd["transformer.ln_f.bias"])]
+        return out
+
     def init_weights(self, seed):
-        """Seeded init in llm.c's style: N(0, 0.02) weights, N(0, 0.02/sqrt(2L)) residual projections,
-        zero biases, unit LayerNorms. Always drawn on the CPU generator so every device gets the same."""
-        g = torch.Generator().manual_seed(seed)
-        std_res = 0.02 / math.sqrt(2 * self.config.n_layer)
+        """trainer-models' seeded init, draw for draw: a CPU generator seeded with `seed`; in weight-file order,
+        wte (all padded_vocab_size rows are drawn, the padding rows then zeroed) and wpe ~ N(0, 0.02),
+        c_attn/c_fc weights ~ N(0, 0.02), c_proj weights ~ N(0, 0.02/sqrt(2L)), LayerNorm weights 1, biases 0."""
+        g = torch.Generator().manual_seed(int(seed))
+        c = self.config
+        std, resid = 0.02, 0.02 / math.sqrt(2.0 * c.n_layer)
         with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.endswith("c_proj.weight"):
-                    std = std_res
-                elif p.dim() == 2:
-                    std = 0.02
+            for name, t in self.weight_file_order():
+                if name == "transformer.wte.weight":
+                    full = torch.empty(c.padded_vocab_size, c.n_embd)
+                    full.normal_(0.0, std, generator=g)
+                    t.copy_(full[: c.vocab_size])
+                elif name == "transformer.wpe.weight" or name.endswith(("c_attn.weight", "c_fc.weight")):
+                    t.normal_(0.0, std, generator=g)
+                elif name.endswith("c_proj.weight"):
+                    t.normal_(0.0, resid, generator=g)
+                elif ".ln_" in name and name.endswith(".weight"):
+                    t.fill_(1.0)
                 else:
-                    std = None
-                if std is not None:
-                    p.copy_(torch.normal(0.0, std, size=tuple(p.shape), generator=g))
-                elif ".ln_" in name or name.startswith("transformer.ln_f"):
-                    p.fill_(1.0 if name.endswith("weight") else 0.0)
-                else:
-                    p.zero_()
+                    t.zero_()
 
     def forward(self, idx):
         B, T = idx.shape
@@ -156,9 +168,10 @@ def build_model(flags):
     """Model from --llmc_filepath, or from --model preset (+ size overrides) with a --seed init."""
     if flags.llmc_filepath:
         return GPT2.from_llmc(flags.llmc_filepath)
-    if flags.model not in PRESETS:
-        raise SystemExit(f"--model={flags.model}: unknown GPT-2 model (known: {', '.join(PRESETS)})")
-    kw = dict(PRESETS[flags.model])
+    name = ALIASES.get(flags.model.strip().lower(), flags.model.strip().lower())
+    if name not in PRESETS:
+        raise SystemExit(f"--model={flags.model}: unknown GPT-2 model (known: {', '.join(list(PRESETS) + list(ALIASES))})")
+    kw = dict(PRESETS[name])
     for k in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"):
         if getattr(flags, k):
             kw[k] = getattr(flags, k)
@@ -169,4 +182,4 @@ def build_model(flags):
 
 if __name__ == "__main__":
     import trainer
-    trainer.main("gpt2", build_model, default_model="gpt2")
+    trainer.main("gpt2", build_model, default_model="gpt2-tiny")

@@ -36,6 +36,12 @@ class LLaMA3Config:
     rope_theta: float = 500000.0
     use_scaled_rope: bool = True
     max_gen_batch_size: int = 4
+    # LLaMA-3.1 RoPE scaling parameters (trainer-models' convention: factor 8 for files marked version 3.1,
+    # 32 (LLaMA-3.2) otherwise; header ints [16..19] carry them explicitly when nonzero)
+    rope_scale_factor: float = 32.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_context: int = 8192
 
     def __post_init__(self):
         assert self.n_embd % self.n_head == 0
@@ -47,38 +53,46 @@ class LLaMA3Config:
         return llmc_io.llama3_ffn_hidden(self.n_embd, self.ffn_dim_multiplier, self.multiple_of)
 
 
+# trainer-models' catalog (Trainer/Models/ModelConfig.cs), names case-insensitive
 PRESETS = {
-    "llama3": {},  # InfiniTrain's LLaMA3Config (1B-sized)
-    "tiny": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, vocab_size=512, block_size=64,
-                 ffn_dim_multiplier=1.5, multiple_of=32, rope_theta=500000.0, use_scaled_rope=True),
+    "llama3": dict(n_layer=16, n_head=32, n_kv_head=8, n_embd=2048, block_size=8192, vocab_size=128256,
+                   ffn_dim_multiplier=1.5, multiple_of=256),
+    "llama3-tiny": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, block_size=64, vocab_size=50257,
+                        ffn_dim_multiplier=1.5, multiple_of=32),
+    "llama3-mini": dict(n_layer=4, n_head=8, n_kv_head=2, n_embd=128, block_size=128, vocab_size=50257,
+                        ffn_dim_multiplier=1.5, multiple_of=64),
 }
+ALIASES = {"llama3.2-1b": "llama3", "llama3-1b": "llama3", "tiny": "llama3-tiny"}
 
 
-def rope_scale(freqs):
-    """LLaMA-3.1 scaling of the inverse frequencies (elementwise, in double, returned as float32)."""
-    scale_factor, low_freq_factor, high_freq_factor, old_context_len = 8.0, 1.0, 4.0, 8192.0
-    low_wavelen = old_context_len / low_freq_factor
-    high_wavelen = old_context_len / high_freq_factor
+def rope_inv_freqs(cfg):
+    """Inverse frequencies 1/theta^(2i/D), i < D/2, in double, with LLaMA-3.1 scaling when use_scaled_rope
+    (Meta's / llm.c's apply_scaling with this config's factor, low/high freq factors, original context)."""
+    d = cfg.n_embd // cfg.n_head
     out = []
-    for f in freqs.tolist():
-        wavelen = 2 * math.pi / f
-        if wavelen < high_wavelen:
-            out.append(f)
-        elif wavelen > low_wavelen:
-            out.append(f / scale_factor)
-        else:
-            smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
-            out.append((1 - smooth) * f / scale_factor + smooth * f)
-    return torch.tensor(out, dtype=torch.float32)
+    for i in range(d // 2):
+        f = 1.0 / math.pow(cfg.rope_theta, (2.0 * i) / d)
+        if cfg.use_scaled_rope:
+            old = float(cfg.rope_original_context)
+            low_wavelen = old / cfg.rope_low_freq_factor
+            high_wavelen = old / cfg.rope_high_freq_factor
+            wavelen = 2 * math.pi / f
+            if wavelen < high_wavelen:
+                pass
+            elif wavelen > low_wavelen:
+                f = f / cfg.rope_scale_factor
+            else:
+                smooth = (old / wavelen - cfg.rope_low_freq_factor) / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor)
+                f = (1 - smooth) * f / cfg.rope_scale_factor + smooth * f
+        out.append(f)
+    return out
 
 
-def rope_tables(head_dim, end, theta, use_scaled):
-    """cos, sin of shape (end, head_dim/2), float32, computed as llm.c does."""
-    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))
-    if use_scaled:
-        freqs = rope_scale(freqs)
+def rope_tables(cfg, end):
+    """cos, sin of shape (end, head_dim/2), float32: frequencies in double cast to float32, angles t*f in float32."""
+    inv = torch.tensor(rope_inv_freqs(cfg), dtype=torch.float64).float()
     t = torch.arange(end, dtype=torch.float32)
-    ang = torch.outer(t, freqs)
+    ang = torch.outer(t, inv)
     return torch.cos(ang), torch.sin(ang)
 
 
@@ -166,22 +180,33 @@ class LLaMA3(nn.Module):
             ln_f=RMSNorm(cfg.n_embd, cfg.norm_eps),
         ))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.block_size * 2, cfg.rope_theta, cfg.use_scaled_rope)
+        cos, sin = rope_tables(cfg, cfg.block_size)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 
+    def weight_file_order(self):
+        """(name, tensor) in llm.c / InfiniTrain file order."""
+        sd = dict(self.named_parameters())
+        out = [("transformer.wte.weight", sd["transformer.wte.weight"])]
+        for n in ("ln_1.weight", "attn.c_attn.weight", "attn.c_proj.weight", "ln_2.weight",
+                  "mlp.c_fc.weight", "mlp.c_fc2.weight", "mlp.c_proj.weight"):
+            out += [(f"transformer.h.{i}.{n}", sd[f"transformer.h.{i}.{n}"]) for i in range(self.config.n_layer)]
+        out += [("transformer.ln_f.weight", sd["transformer.ln_f.weight"]), ("lm_head.weight", sd["lm_head.weight"])]
+        return out
+
     def init_weights(self, seed):
-        """Seeded init: N(0, 0.02) for every matrix, N(0, 0.02/sqrt(2L)) for c_proj, ones for RMSNorms.
-        Drawn on the CPU generator in named_parameters() order."""
-        g = torch.Generator().manual_seed(seed)
-        std_res = 0.02 / math.sqrt(2 * self.config.n_layer)
+        """trainer-models' seeded init, draw for draw: a CPU generator seeded with `seed`; in weight-file order,
+        RMSNorm weights = 1, *c_proj.weight ~ N(0, 0.02/sqrt(2L)), every other matrix ~ N(0, 0.02) (tensor.normal_)."""
+        g = torch.Generator().manual_seed(int(seed))
+        std, resid = 0.02, 0.02 / math.sqrt(2.0 * self.config.n_layer)
         with torch.no_grad():
-            for name, p in self.named_parameters():
-                if p.dim() == 2:
-                    std = std_res if name.endswith("c_proj.weight") else 0.02
-                    p.copy_(torch.normal(0.0, std, size=tuple(p.shape), generator=g))
+            for name, t in self.weight_file_order():
+                if "ln_" in name:
+                    t.fill_(1.0)
+                elif name.endswith("c_proj.weight"):
+                    t.normal_(0.0, resid, generator=g)
                 else:
-                    p.fill_(1.0)
+                    t.normal_(0.0, std, generator=g)
 
     def forward(self, idx):
         B, T = idx.shape
@@ -195,7 +220,8 @@ class LLaMA3(nn.Module):
     def from_llmc(cls, path):
         h = llmc_io.read_llama3_header(path)
         keys = ("block_size", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_dim_multiplier",
-                "multiple_of", "norm_eps", "rope_theta", "use_scaled_rope", "max_gen_batch_size")
+                "multiple_of", "norm_eps", "rope_theta", "use_scaled_rope", "max_gen_batch_size",
+                "rope_scale_factor", "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_context")
         m = cls(LLaMA3Config(**{k: h[k] for k in keys}))
         llmc_io.load_llama3(m, path)
         return m
@@ -207,9 +233,10 @@ class LLaMA3(nn.Module):
 def build_model(flags):
     if flags.llmc_filepath:
         return LLaMA3.from_llmc(flags.llmc_filepath)
-    if flags.model not in PRESETS:
-        raise SystemExit(f"--model={flags.model}: unknown LLaMA-3 model (known: {', '.join(PRESETS)})")
-    kw = dict(PRESETS[flags.model])
+    name = ALIASES.get(flags.model.strip().lower(), flags.model.strip().lower())
+    if name not in PRESETS:
+        raise SystemExit(f"--model={flags.model}: unknown LLaMA-3 model (known: {', '.join(list(PRESETS) + list(ALIASES))})")
+    kw = dict(PRESETS[name])
     for k in ("n_layer", "n_head", "n_kv_head", "n_embd", "vocab_size", "block_size"):
         if getattr(flags, k):
             kw[k] = getattr(flags, k)
@@ -220,4 +247,4 @@ def build_model(flags):
 
 if __name__ == "__main__":
     import trainer
-    trainer.main("llama3", build_model, default_model="llama3")
+    trainer.main("llama3", build_model, default_model="llama3-tiny")

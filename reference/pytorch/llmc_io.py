@@ -24,6 +24,9 @@ LLaMA-3 weights (magic 20240803, version 3 = fp32), InfiniTrain layout (1024-byt
     float [8] ffn_dim_multiplier   int32 [9] multiple_of   float [10] norm_eps
     float [11] rope_theta          int32 [12] use_scaled_rope   int32 [13] max_gen_batch_size
     int32 [14] version_major       int32 [15] version_minor
+    trainer-models' extension (0 in other writers' files): float [16] rope scale factor, float [17] low_freq_factor,
+    float [18] high_freq_factor, int32 [19] original context. When [16] is 0 the factor is 8 for files marked
+    version 3.1 and 32 (LLaMA-3.2) otherwise; low/high/context default to 1, 4, 8192.
     then, fp32 (H = ffn hidden, q rows = n_embd, kv rows = n_kv_head*head_dim):
       wte (V,C)  ln_1.w (L,C)  c_attn.w (L, C+2*kv, C) [Q|K|V rows]  attn.c_proj.w (L,C,C)
       ln_2.w (L,C)  mlp.c_fc.w (L,H,C)  mlp.c_fc2.w (L,H,C)  mlp.c_proj.w (L,C,H)
@@ -193,6 +196,11 @@ def read_llama3_header(path):
         cfg.update(ffn_dim_multiplier=_i2f(h[8]), multiple_of=int(h[9]), norm_eps=_i2f(h[10]),
                    rope_theta=_i2f(h[11]), use_scaled_rope=bool(h[12]), max_gen_batch_size=int(h[13]),
                    version_major=int(h[14]), version_minor=int(h[15]), header_bytes=1024, layout="infinitrain")
+    major, minor = cfg["version_major"], cfg["version_minor"]
+    cfg["rope_scale_factor"] = _i2f(h[16]) if h[16] != 0 else (8.0 if (major, minor) == (3, 1) else 32.0)
+    cfg["rope_low_freq_factor"] = _i2f(h[17]) if h[17] != 0 else 1.0
+    cfg["rope_high_freq_factor"] = _i2f(h[18]) if h[18] != 0 else 4.0
+    cfg["rope_original_context"] = int(h[19]) if h[19] != 0 else 8192
     return cfg
 
 
@@ -233,7 +241,11 @@ def save_llama3(model, path, layout="infinitrain"):
         hi[11] = _f2i(c.rope_theta)
         hi[12] = int(c.use_scaled_rope)
         hi[13] = c.max_gen_batch_size
-        hi[14], hi[15] = 3, 1
+        hi[14], hi[15] = 3, (1 if c.rope_scale_factor == 8.0 else 2)
+        hi[16] = _f2i(c.rope_scale_factor)
+        hi[17] = _f2i(c.rope_low_freq_factor)
+        hi[18] = _f2i(c.rope_high_freq_factor)
+        hi[19] = c.rope_original_context
     elif layout == "llmc":
         hi[8] = c.multiple_of
         hi[9] = int(c.use_scaled_rope)

@@ -9,6 +9,7 @@ from_flags(flags, opt): the --lr-scheduler shorthand flags, translated to such a
 """
 import json
 import math
+import os
 
 import torch.optim.lr_scheduler as S
 
@@ -50,6 +51,22 @@ def make_fn(f):
                 return float(e) / float(max(1, w))
             return 1.0 / math.sqrt(e / w)
         return fn
+    # the schedule library's extensions (Schedules.Core/LrLambda.cs), same float operations in the same order
+    if k == "one_minus_sqrt":
+        n, fl = f["length"], f.get("floor", 0.0)
+        return lambda e: fl + (1.0 - fl) * (1.0 - math.sqrt(float(min(max(e, 0), n)) / n))
+    if k == "cosine_decay":
+        n, fl = f["length"], f.get("floor", 0.0)
+        return lambda e: fl + (1.0 - fl) * (1 + math.cos(math.pi * (float(min(max(e, 0), n)) / n))) / 2
+    if k == "cosine_warmup":
+        w, st = f["warmup"], f.get("start", 0.0)
+
+        def fn(e):
+            if e >= w:
+                return 1.0
+            p = float(max(e, 0)) / w
+            return st + (1.0 - st) * 0.5 * (1.0 - math.cos(math.pi * p))
+        return fn
     raise ValueError(f"unknown lr_lambda fn {k!r}")
 
 
@@ -83,93 +100,125 @@ def from_json(spec, opt):
 
 
 # ----------------------------------------------------------------------------- shorthand flags
-def flags_to_json(flags):
-    """--lr-scheduler & friends -> JSON tree (dict), or None for no scheduler.
+def _warmup_wrap(spec, W, start_factor):
+    """SequentialLR([LinearLR(start, 1, W), spec], [W]); a SequentialLR spec gets the warmup spliced in front
+    (PyTorch cannot switch into a nested SequentialLR). As SchedulerFlags.WithWarmup."""
+    if spec["type"] == "ReduceLROnPlateau":
+        raise SystemExit("--warmup_steps cannot be combined with ReduceLROnPlateau (it cannot be sequenced, as in PyTorch)")
+    start = start_factor if start_factor > 0 else 1.0 / (W + 1)
+    ramp = {"type": "LinearLR", "start_factor": start, "end_factor": 1.0, "total_iters": W}
+    if spec["type"] == "SequentialLR":
+        return {"type": "SequentialLR", "schedulers": [ramp] + list(spec["schedulers"]),
+                "milestones": [W] + [m + W for m in spec["milestones"]]}
+    return {"type": "SequentialLR", "schedulers": [ramp, spec], "milestones": [W]}
 
-    L = --total-steps (0 -> --num_iteration), W = --warmup-steps, D = L - W (the horizon after warmup),
-    lr = --learning_rate. --warmup-steps=W > 0 wraps the schedule as
-        SequentialLR([LinearLR(start_factor=1/W, end_factor=1, total_iters=W), <schedule>], milestones=[W])
-    except for onecycle / warmup-stable-decay / inverse-sqrt (warmup built in) and plateau / none (refused).
-    """
+
+def resolve_json_arg(arg):
+    t = arg.strip()
+    path = t[1:] if t.startswith("@") else (t if not t.startswith("{") and os.path.isfile(t) else None)
+    if path is None:
+        if not t.startswith("{"):
+            raise SystemExit(f"--lr_schedule: '{arg[:60]}' is neither JSON, @FILE, nor an existing file")
+        return t
+    with open(path) as f:
+        return f.read()
+
+
+def flags_to_json(flags):
+    """--lr-scheduler & friends -> JSON tree (dict), or None for no scheduler. Mirrors trainer-loop's
+    SchedulerFlags.FromFlags (Trainer/Cli/SchedulerFlags.cs) rule for rule:
+      total = --total-steps or --num_iteration; warmup = --warmup-steps (-1: total//10 for cosine, else 0);
+      steps = max(1, total - warmup); the schedule proper spans `steps`; warmup > 0 wraps it with _warmup_wrap
+      (start_factor --warmup-start-factor or 1/(warmup+1)). Integer divisions are C#'s (truncating, >= 0 here)."""
     name = flags.lr_scheduler
-    L = flags.total_steps or flags.num_iteration
-    W = flags.warmup_steps
-    if W < 0 or W > L:
-        raise SystemExit(f"--warmup-steps={W} must be in [0, total steps {L}]")
-    D = L - W
+    if name == "inverse-square-root":
+        name = "inverse-sqrt"
     lr = flags.learning_rate
-    min_factor = flags.min_lr / lr if lr > 0 else 0.0
+    if flags.lr_schedule:
+        spec = json.loads(resolve_json_arg(flags.lr_schedule))
+        return _warmup_wrap(spec, flags.warmup_steps, flags.warmup_start_factor) if flags.warmup_steps > 0 else spec
+    total = flags.total_steps if flags.total_steps > 0 else flags.num_iteration
+    warmup = flags.warmup_steps if flags.warmup_steps >= 0 else (total // 10 if name == "cosine" else 0)
+    if name == "none":
+        if flags.warmup_steps > 0:
+            raise SystemExit("--warmup_steps needs a schedule; --lr_scheduler=none has none (use --lr_scheduler=constant)")
+        return None
+    if name == "inverse-sqrt":
+        w = warmup if warmup > 0 else max(1, total // 10)
+        return {"type": "LambdaLR", "lr_lambda": {"fn": "inverse_sqrt", "warmup": w}}
+    if warmup >= total and name not in ("constant", "exponential", "steplr", "multisteplr", "plateau",
+                                         "cosine-restarts", "cyclic"):
+        raise SystemExit(f"--warmup_steps={warmup} leaves no steps for the {name} schedule (total {total})")
+    steps = max(1, total - warmup)
 
     def gamma(default):
-        return default if flags.gamma is None else flags.gamma
+        return default if flags.gamma is None or math.isnan(flags.gamma) else flags.gamma
 
-    def wrap(s):
-        if W == 0:
-            return s
-        return {"type": "SequentialLR", "milestones": [W], "schedulers": [
-            {"type": "LinearLR", "start_factor": 1.0 / W, "end_factor": 1.0, "total_iters": W}, s]}
+    def end_factor(kind):
+        if flags.min_lr > lr:
+            raise SystemExit(f"--min_lr={flags.min_lr} is above --learning_rate={lr} ({kind} decays towards it)")
+        return flags.min_lr / lr if lr > 0 else 0.0
 
-    if name == "none":
-        if W:
-            raise SystemExit("--warmup-steps needs an --lr-scheduler (e.g. constant)")
-        return None
     if name == "constant":
-        return wrap({"type": "ConstantLR", "factor": 1.0, "total_iters": 0})
-    if name == "steplr":
-        return wrap({"type": "StepLR", "step_size": flags.step_size or max(1, D // 3), "gamma": gamma(0.1)})
-    if name == "multisteplr":
+        main = {"type": "ConstantLR", "factor": flags.constant_factor, "total_iters": flags.constant_iters}
+    elif name == "steplr":
+        main = {"type": "StepLR", "step_size": flags.step_size if flags.step_size > 0 else max(1, steps // 3),
+                "gamma": gamma(0.1)}
+    elif name == "multisteplr":
         ms = [int(x) for x in flags.milestones.split(",") if x.strip()] if flags.milestones else []
-        if not ms:
-            raise SystemExit("multisteplr needs --milestones=a,b,...")
-        return wrap({"type": "MultiStepLR", "milestones": ms, "gamma": gamma(0.1)})
-    if name == "linear":
-        return wrap({"type": "LinearLR", "start_factor": 1.0, "end_factor": min_factor, "total_iters": D})
-    if name == "exponential":
-        return wrap({"type": "ExponentialLR", "gamma": gamma(0.95)})
-    if name == "polynomial":
-        return wrap({"type": "PolynomialLR", "total_iters": D, "power": flags.power})
-    if name == "cosine":
-        return wrap({"type": "CosineAnnealingLR", "T_max": D, "eta_min": flags.min_lr})
-    if name == "cosine-restarts":
-        return wrap({"type": "CosineAnnealingWarmRestarts", "T_0": flags.step_size or max(1, D),
-                     "T_mult": flags.t_mult, "eta_min": flags.min_lr})
-    if name == "cyclic":
-        return wrap({"type": "CyclicLR", "base_lr": flags.min_lr, "max_lr": lr,
-                     "step_size_up": flags.step_size or max(1, D // 2), "mode": "triangular",
-                     "gamma": gamma(1.0), "cycle_momentum": False})
-    if name == "onecycle":
-        return {"type": "OneCycleLR", "max_lr": lr, "total_steps": L,
-                "pct_start": (W / L) if W else 0.3, "anneal_strategy": "cos", "div_factor": 25.0,
-                "final_div_factor": 1e4, "three_phase": False, "cycle_momentum": False}
-    if name == "warmup-stable-decay":
-        dec = flags.decay_steps or max(1, round(0.2 * L))
-        if W + dec > L:
-            raise SystemExit(f"warmup ({W}) + decay ({dec}) > total steps ({L})")
-        kids, ms = [], []
-        if W:
-            kids.append({"type": "LinearLR", "start_factor": 1.0 / W, "end_factor": 1.0, "total_iters": W})
-            ms.append(W)
-        kids.append({"type": "ConstantLR", "factor": 1.0, "total_iters": 0})
-        ms.append(L - dec)
-        kids.append({"type": "LinearLR", "start_factor": 1.0, "end_factor": min_factor, "total_iters": dec})
-        return {"type": "SequentialLR", "schedulers": kids, "milestones": ms}
-    if name == "inverse-sqrt":
-        return {"type": "LambdaLR", "lr_lambda": {"fn": "inverse_sqrt", "warmup": max(1, W)}}
-    if name == "plateau":
-        if W:
-            raise SystemExit("plateau cannot be combined with --warmup-steps")
-        return {"type": "ReduceLROnPlateau", "mode": "min", "factor": gamma(0.1), "patience": flags.patience,
+        main = {"type": "MultiStepLR", "milestones": ms or [max(1, steps // 2), max(1, steps * 3 // 4)],
+                "gamma": gamma(0.1)}
+    elif name == "linear":
+        main = {"type": "LinearLR", "start_factor": 1.0, "end_factor": end_factor("linear"), "total_iters": steps}
+    elif name == "exponential":
+        main = {"type": "ExponentialLR", "gamma": gamma(0.9)}
+    elif name == "polynomial":
+        main = {"type": "PolynomialLR", "total_iters": steps, "power": flags.power}
+    elif name == "cosine":
+        main = {"type": "CosineAnnealingLR", "T_max": steps, "eta_min": flags.min_lr}
+    elif name == "cosine-restarts":
+        main = {"type": "CosineAnnealingWarmRestarts", "T_0": flags.t0 if flags.t0 > 0 else max(1, steps // 2),
+                "T_mult": flags.t_mult, "eta_min": flags.min_lr}
+    elif name == "cyclic":
+        mode = flags.cyclic_mode
+        if mode not in ("triangular", "triangular2", "exp_range"):
+            raise SystemExit(f"--cyclic_mode={mode}: triangular|triangular2|exp_range")
+        main = {"type": "CyclicLR", "base_lr": flags.min_lr if flags.min_lr > 0 else lr / 10, "max_lr": lr,
+                "step_size_up": flags.step_size_up if flags.step_size_up > 0 else max(1, steps // 4),
+                "step_size_down": None, "mode": mode, "gamma": gamma(0.99 if mode == "exp_range" else 1.0),
+                "cycle_momentum": flags.cycle_momentum}
+    elif name == "onecycle":
+        main = {"type": "OneCycleLR", "max_lr": lr, "total_steps": steps, "pct_start": flags.pct_start,
+                "anneal_strategy": "cos", "cycle_momentum": flags.cycle_momentum, "div_factor": flags.div_factor,
+                "final_div_factor": flags.final_div_factor, "three_phase": False}
+    elif name == "warmup-stable-decay":
+        decay = flags.decay_steps if flags.decay_steps > 0 else max(1, steps // 5)
+        if decay > steps:
+            raise SystemExit(f"--decay_steps={decay} is longer than the {steps} steps after warmup")
+        stable = steps - decay
+        floor = end_factor("warmup-stable-decay")
+        if flags.decay_shape == "1-sqrt":
+            dec = {"type": "LambdaLR", "lr_lambda": {"fn": "one_minus_sqrt", "length": decay, "floor": floor}}
+        elif flags.decay_shape == "linear":
+            dec = {"type": "LinearLR", "start_factor": 1.0, "end_factor": floor, "total_iters": decay}
+        else:
+            raise SystemExit(f"--decay_shape={flags.decay_shape}: linear|1-sqrt")
+        main = dec if stable == 0 else {"type": "SequentialLR", "milestones": [stable], "schedulers": [
+            {"type": "ConstantLR", "factor": 1.0, "total_iters": 0}, dec]}
+    elif name == "plateau":
+        main = {"type": "ReduceLROnPlateau", "mode": "min", "factor": gamma(0.1), "patience": flags.patience,
                 "threshold": flags.threshold, "threshold_mode": "rel", "cooldown": flags.cooldown,
-                "min_lr": flags.min_lr, "eps": 1e-8}
-    raise SystemExit(f"--lr-scheduler={name}: unknown")
+                "min_lr": flags.min_lr}
+        if warmup > 0:
+            raise SystemExit("--warmup_steps cannot be combined with --lr_scheduler=plateau")
+    else:
+        raise SystemExit(f"--lr_scheduler={name}: unknown")
+    return _warmup_wrap(main, warmup, flags.warmup_start_factor) if warmup > 0 else main
 
 
 def from_flags(flags, opt):
-    """Returns (scheduler or None, wants_metric, description)."""
-    if flags.lr_schedule:
-        spec = json.loads(flags.lr_schedule)
-    else:
-        spec = flags_to_json(flags)
+    """Returns (scheduler or None, wants_metric, JSON description)."""
+    spec = flags_to_json(flags)
     if spec is None:
         return None, False, "none"
     sched = from_json(spec, opt)

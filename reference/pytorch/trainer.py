@@ -27,7 +27,7 @@ FLAGS = {
     # I/O
     "input_bin": (str, "", "token file to train on (llm.c format)"),
     "llmc_filepath": (str, "", "llm.c fp32 weight file to start from (else --model preset + --seed init)"),
-    "model": (str, None, "preset when no --llmc_filepath: gpt2|gpt2-medium|...|d12..d48|tiny  /  llama3|tiny"),
+    "model": (str, None, "catalog name when no --llmc_filepath (trainer-models' names, see README)"),
     "write_llmc": (str, "", "write the initial weights (after init or load) to this llm.c file"),
     "write_llmc_final": (str, "", "write the weights after training to this llm.c file"),
     "llama3_header": (str, "infinitrain", "layout of LLaMA-3 files written: infinitrain|llmc"),
@@ -47,25 +47,40 @@ FLAGS = {
     "weight_decay": (float, 0.0, ""),
     "beta1": (float, 0.9, ""), "beta2": (float, 0.95, ""), "eps": (float, 1e-8, ""),
     "momentum": (float, 0.0, "SGD momentum"), "nesterov": (bool, False, "SGD nesterov"),
-    "grad_clip": (float, 0.0, "max global grad L2 norm; 0 = off"),
+    "grad_clip": (float, 1.0, "max global grad L2 norm; 0 = off"),
     "dtype": (str, "float32", "float32|bfloat16 (bf16 = autocast of the forward)"),
     "seed": (int, 42, "seed of the weight init"),
     "device": (str, "", "cpu|cuda (default: cuda if available)"),
     "num_threads": (int, 0, "torch intra-op threads per process; 0 = cores / local world size"),
-    # LR schedule
-    "lr_scheduler": (str, "none", "none|constant|steplr|multisteplr|linear|exponential|polynomial|cosine|"
-                                  "cosine-restarts|cyclic|onecycle|warmup-stable-decay|inverse-sqrt|plateau"),
-    "lr_schedule": (str, "", "JSON schedule tree (torch.optim.lr_scheduler class names); overrides --lr-scheduler"),
-    "warmup_steps": (int, 0, ""), "total_steps": (int, 0, "0 = --num_iteration"),
-    "step_size": (int, 0, ""), "gamma": (float, None, ""), "milestones": (str, "", "comma-separated"),
-    "min_lr": (float, 0.0, ""), "power": (float, 1.0, "polynomial"), "t_mult": (int, 1, "cosine-restarts"),
-    "decay_steps": (int, 0, "warmup-stable-decay: length of the final decay (0 = 20% of total)"),
-    "patience": (int, 10, "plateau"), "cooldown": (int, 0, "plateau"), "threshold": (float, 1e-4, "plateau"),
+    "nthread_per_process": (int, 0, "the C# trainer's DP degree; here DP = torchrun's world size (checked if given)"),
+    # LR schedule: names, defaults and meaning as trainer-loop's Trainer/Cli/SchedulerFlags.cs
+    "lr_scheduler": (str, "cosine", "constant|steplr|multisteplr|linear|exponential|polynomial|cosine|cosine-restarts|"
+                                    "cyclic|onecycle|warmup-stable-decay|inverse-sqrt|plateau|none"),
+    "lr_schedule": (str, "", "JSON schedule tree (torch class names), @FILE or a .json path; overrides --lr-scheduler"),
+    "warmup_steps": (int, -1, "-1 = auto: 10% of total steps for cosine, else 0"),
+    "warmup_start_factor": (float, 0.0, "LinearLR start_factor of the warmup; 0 = 1/(warmup+1)"),
+    "total_steps": (int, 0, "0 = --num_iteration"),
+    "step_size": (int, 0, "StepLR step_size; 0 = max(1, steps/3)"),
+    "gamma": (float, None, "default per schedule"),
+    "milestones": (str, "", "comma-separated; default steps/2, steps*3/4"),
+    "min_lr": (float, 0.0, ""), "power": (float, 1.0, "PolynomialLR power"),
+    "t0": (int, 0, "CosineAnnealingWarmRestarts T_0; 0 = max(1, steps/2)"), "t_mult": (int, 1, ""),
+    "step_size_up": (int, 0, "CyclicLR; 0 = max(1, steps/4)"),
+    "cyclic_mode": (str, "triangular", "triangular|triangular2|exp_range"),
+    "cycle_momentum": (bool, False, ""), "pct_start": (float, 0.3, ""), "div_factor": (float, 25.0, ""),
+    "final_div_factor": (float, 1e4, ""),
+    "decay_steps": (int, 0, "warmup-stable-decay; 0 = max(1, steps/5)"),
+    "decay_shape": (str, "linear", "linear|1-sqrt"),
+    "patience": (int, 10, ""), "threshold": (float, 1e-4, ""), "cooldown": (int, 0, ""),
+    "constant_factor": (float, 1.0, ""), "constant_iters": (int, 0, ""),
 }
-# InfiniTrain flags accepted and ignored (no effect on this reference)
+ALIASES = {"lr_decay_style": "lr_scheduler", "lr_warmup_iters": "warmup_steps", "lr_decay_iters": "total_steps",
+           "max_checkpoint_keep": "keep_last"}
+# flags of the C# trainer / InfiniTrain accepted and ignored (no effect on this reference)
 IGNORED = {"input_val_bin", "tokenizer_bin", "freq_generate_txt", "text_length", "val_loss_every", "sample_every",
-           "overfit_single_batch", "nthread_per_process", "tensor_parallel", "sequence_parallel",
-           "pipeline_parallel", "virtual_pipeline_parallel", "zero_stage", "progress"}
+           "overfit_single_batch", "tensor_parallel", "sequence_parallel",
+           "pipeline_parallel", "virtual_pipeline_parallel", "zero_stage", "progress", "dp", "val_max_steps",
+           "save", "save_interval", "keep_last", "load"}
 
 
 class Flags:
@@ -84,6 +99,7 @@ def parse_flags(argv, default_model):
         body = a[2:]
         name, eq, value = body.partition("=")
         name = name.replace("-", "_")
+        name = ALIASES.get(name, name)
         if name in ("help", "h"):
             for k, (t, d, h) in FLAGS.items():
                 print(f"  --{k} ({t.__name__}, default {d!r}) {h}")
@@ -185,6 +201,9 @@ def main(kind, build_model, default_model):
         import torch.distributed as dist
         dist.init_process_group(backend="nccl" if dev_name == "cuda" else "gloo")
     master = rank == 0
+    if flags.nthread_per_process and flags.nthread_per_process != world:
+        raise SystemExit(f"--nthread_per_process={flags.nthread_per_process} but WORLD_SIZE={world}: data parallelism "
+                         f"here comes from torchrun --nproc_per_node={flags.nthread_per_process}")
 
     def log(msg):
         if master:

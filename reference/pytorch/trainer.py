@@ -318,7 +318,11 @@ def main(kind, build_model, default_model):
     if ddp:
         import torch.distributed as dist
         dist.barrier()
-        dist.destroy_process_group()
+        # Leave without tearing down DDP/gloo at interpreter exit: with torch 1.13 the Reducer's destructor joins
+        # a gloo thread that waits for the GIL the destructor holds (seen as a rank hanging after the last step).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def write_weights(model, path, flags):

@@ -235,7 +235,8 @@ def main(kind, build_model, default_model):
     raw_model = model
     if ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP
-        model = DDP(model, device_ids=[local_rank] if dev_name == "cuda" else None)
+        # no buffer broadcast: the only buffers are LLaMA's RoPE tables, identical on every rank
+        model = DDP(model, device_ids=[local_rank] if dev_name == "cuda" else None, broadcast_buffers=False)
 
     tokens = llmc_io.read_tokens(flags.input_bin)
     if T > raw_model.config.block_size:

@@ -107,6 +107,9 @@ def parse_flags(argv, default_model):
         if not eq:
             value = None
         if name not in FLAGS and name not in IGNORED:
+            if name.startswith("no") and name[2:] in IGNORED and value is None:
+                i += 1
+                continue
             if name.startswith("no") and FLAGS.get(name[2:], (None,))[0] is bool and value is None:
                 vals[name[2:]] = False
                 given.add(name[2:])

@@ -100,12 +100,20 @@ def from_json(spec, opt):
 
 
 # ----------------------------------------------------------------------------- shorthand flags
-def _warmup_wrap(spec, W, start_factor):
+def _warmup_wrap(spec, W, flags):
     """SequentialLR([LinearLR(start, 1, W), spec], [W]); a SequentialLR spec gets the warmup spliced in front
-    (PyTorch cannot switch into a nested SequentialLR). As SchedulerFlags.WithWarmup."""
+    (PyTorch cannot switch into a nested SequentialLR). As SchedulerFlags.WithWarmup: start = --warmup-start-factor,
+    else --lr_warmup_init / --learning_rate (InfiniTrain's absolute warmup start), else 1/(W+1)."""
     if spec["type"] == "ReduceLROnPlateau":
         raise SystemExit("--warmup_steps cannot be combined with ReduceLROnPlateau (it cannot be sequenced, as in PyTorch)")
-    start = start_factor if start_factor > 0 else 1.0 / (W + 1)
+    if flags.warmup_start_factor > 0:
+        start = flags.warmup_start_factor
+    elif flags.lr_warmup_init > 0 and flags.learning_rate > 0:
+        start = flags.lr_warmup_init / flags.learning_rate
+    else:
+        start = 1.0 / (W + 1)
+    if not (0 < start <= 1):
+        raise SystemExit(f"--lr_warmup_init={flags.lr_warmup_init} must be in (0, --learning_rate] (start_factor {start})")
     ramp = {"type": "LinearLR", "start_factor": start, "end_factor": 1.0, "total_iters": W}
     if spec["type"] == "SequentialLR":
         return {"type": "SequentialLR", "schedulers": [ramp] + list(spec["schedulers"]),
@@ -127,7 +135,7 @@ def resolve_json_arg(arg):
 def flags_to_json(flags):
     """--lr-scheduler & friends -> JSON tree (dict), or None for no scheduler. Mirrors trainer-loop's
     SchedulerFlags.FromFlags (Trainer/Cli/SchedulerFlags.cs) rule for rule:
-      total = --total-steps or --num_iteration; warmup = --warmup-steps (-1: total//10 for cosine, else 0);
+      total = --total-steps or --num_iteration; warmup = --warmup-steps (-1: total//10 for cosine and warmup-stable-decay, else 0);
       steps = max(1, total - warmup); the schedule proper spans `steps`; warmup > 0 wraps it with _warmup_wrap
       (start_factor --warmup-start-factor or 1/(warmup+1)). Integer divisions are C#'s (truncating, >= 0 here)."""
     name = flags.lr_scheduler
@@ -136,9 +144,10 @@ def flags_to_json(flags):
     lr = flags.learning_rate
     if flags.lr_schedule:
         spec = json.loads(resolve_json_arg(flags.lr_schedule))
-        return _warmup_wrap(spec, flags.warmup_steps, flags.warmup_start_factor) if flags.warmup_steps > 0 else spec
+        return _warmup_wrap(spec, flags.warmup_steps, flags) if flags.warmup_steps > 0 else spec
     total = flags.total_steps if flags.total_steps > 0 else flags.num_iteration
-    warmup = flags.warmup_steps if flags.warmup_steps >= 0 else (total // 10 if name == "cosine" else 0)
+    warmup = flags.warmup_steps if flags.warmup_steps >= 0 else (
+        total // 10 if name in ("cosine", "warmup-stable-decay") else 0)
     if name == "none":
         if flags.warmup_steps > 0:
             raise SystemExit("--warmup_steps needs a schedule; --lr_scheduler=none has none (use --lr_scheduler=constant)")
@@ -213,7 +222,7 @@ def flags_to_json(flags):
             raise SystemExit("--warmup_steps cannot be combined with --lr_scheduler=plateau")
     else:
         raise SystemExit(f"--lr_scheduler={name}: unknown")
-    return _warmup_wrap(main, warmup, flags.warmup_start_factor) if warmup > 0 else main
+    return _warmup_wrap(main, warmup, flags) if warmup > 0 else main
 
 
 def from_flags(flags, opt):

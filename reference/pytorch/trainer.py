@@ -43,7 +43,7 @@ FLAGS = {
     "num_iteration": (int, 10, "optimizer steps"),
     # optimization
     "optimizer": (str, "adamw", "sgd|adam|adamw"),
-    "learning_rate": (float, 6e-4, "base (peak) learning rate"),
+    "learning_rate": (float, 1e-2, "base (peak) learning rate (the C# default)"),
     "weight_decay": (float, 0.0, ""),
     "beta1": (float, 0.9, ""), "beta2": (float, 0.95, ""), "eps": (float, 1e-8, ""),
     "momentum": (float, 0.0, "SGD momentum"), "nesterov": (bool, False, "SGD nesterov"),
@@ -59,6 +59,7 @@ FLAGS = {
     "lr_schedule": (str, "", "JSON schedule tree (torch class names), @FILE or a .json path; overrides --lr-scheduler"),
     "warmup_steps": (int, -1, "-1 = auto: 10% of total steps for cosine, else 0"),
     "warmup_start_factor": (float, 0.0, "LinearLR start_factor of the warmup; 0 = 1/(warmup+1)"),
+    "lr_warmup_init": (float, 0.0, "InfiniTrain's absolute warmup start LR (start_factor = it / lr when > 0)"),
     "total_steps": (int, 0, "0 = --num_iteration"),
     "step_size": (int, 0, "StepLR step_size; 0 = max(1, steps/3)"),
     "gamma": (float, None, "default per schedule"),

@@ -45,6 +45,7 @@ import torch
 GPT2_MAGIC = 20240326
 LLAMA3_MAGIC = 20240803
 FP32_VERSION = 3
+BF16_VERSION = 5  # llm.c's bf16 files: read (both models), never written
 TOK16_MAGIC = 20240520
 TOK32_MAGIC = 20240801
 
@@ -88,13 +89,18 @@ def _i2f(i):
 
 
 class _Reader:
-    def __init__(self, data, offset):
-        self.data, self.off = data, offset
+    def __init__(self, data, offset, bf16=False):
+        self.data, self.off, self.bf16 = data, offset, bf16
 
     def take(self, *shape):
         n = int(np.prod(shape))
-        a = np.frombuffer(self.data, dtype="<f4", count=n, offset=self.off)
-        self.off += 4 * n
+        if self.bf16:
+            u = np.frombuffer(self.data, dtype="<u2", count=n, offset=self.off).astype(np.uint32) << 16
+            a = u.view(np.float32)
+            self.off += 2 * n
+        else:
+            a = np.frombuffer(self.data, dtype="<f4", count=n, offset=self.off)
+            self.off += 4 * n
         return torch.from_numpy(a.copy()).view(*shape)
 
     def done(self):
@@ -116,10 +122,10 @@ def read_gpt2_header(path):
         h = np.frombuffer(f.read(1024), dtype="<i4")
     if int(h[0]) != GPT2_MAGIC:
         raise ValueError(f"{path}: not a GPT-2 llm.c file (magic {int(h[0])})")
-    if int(h[1]) != FP32_VERSION:
-        raise ValueError(f"{path}: only fp32 (version 3) is supported, got {int(h[1])}")
+    if int(h[1]) not in (FP32_VERSION, BF16_VERSION):
+        raise ValueError(f"{path}: version {int(h[1])} (expected 3 = fp32 or 5 = bf16)")
     return dict(block_size=int(h[2]), vocab_size=int(h[3]), n_layer=int(h[4]), n_head=int(h[5]),
-                n_embd=int(h[6]), padded_vocab_size=int(h[7]))
+                n_embd=int(h[6]), padded_vocab_size=int(h[7]), bf16=int(h[1]) == BF16_VERSION)
 
 
 def load_gpt2(model, path):
@@ -127,7 +133,7 @@ def load_gpt2(model, path):
     cfg = read_gpt2_header(path)
     with open(path, "rb") as f:
         data = f.read()
-    r = _Reader(data, 1024)
+    r = _Reader(data, 1024, cfg["bf16"])
     L, C, V, Vp, T = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["padded_vocab_size"], cfg["block_size"]
     sd = {}
     sd["transformer.wte.weight"] = r.take(Vp, C)[:V]
@@ -183,9 +189,9 @@ def read_llama3_header(path):
     h = np.frombuffer(raw[:1024], dtype="<i4")
     if int(h[0]) != LLAMA3_MAGIC:
         raise ValueError(f"{path}: not a LLaMA-3 llm.c file (magic {int(h[0])})")
-    if int(h[1]) != FP32_VERSION:
-        raise ValueError(f"{path}: only fp32 (version 3) is supported, got {int(h[1])}")
-    cfg = dict(block_size=int(h[2]), vocab_size=int(h[3]), n_layer=int(h[4]), n_head=int(h[5]),
+    if int(h[1]) not in (FP32_VERSION, BF16_VERSION):
+        raise ValueError(f"{path}: version {int(h[1])} (expected 3 = fp32 or 5 = bf16)")
+    cfg = dict(bf16=int(h[1]) == BF16_VERSION, block_size=int(h[2]), vocab_size=int(h[3]), n_layer=int(h[4]), n_head=int(h[5]),
                n_kv_head=int(h[6]), n_embd=int(h[7]))
     if 0 <= int(h[10]) < 1000 and 0 <= int(h[11]) < 1000:  # karpathy/llm.c layout (int + float headers)
         hf = np.frombuffer(raw[1024:2048], dtype="<f4")
@@ -208,7 +214,7 @@ def load_llama3(model, path):
     cfg = read_llama3_header(path)
     with open(path, "rb") as f:
         data = f.read()
-    r = _Reader(data, cfg["header_bytes"])
+    r = _Reader(data, cfg["header_bytes"], cfg["bf16"])
     L, C, V = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"]
     hd = C // cfg["n_head"]
     kv = cfg["n_kv_head"] * hd
@@ -249,7 +255,7 @@ def save_llama3(model, path, layout="infinitrain"):
     elif layout == "llmc":
         hi[8] = c.multiple_of
         hi[9] = int(c.use_scaled_rope)
-        hi[10], hi[11] = 3, 1
+        hi[10], hi[11] = 3, (1 if c.rope_scale_factor == 8.0 else 2)
         hf = np.zeros(256, dtype="<f4")
         hf[:3] = [c.ffn_dim_multiplier, c.norm_eps, c.rope_theta]
     else:

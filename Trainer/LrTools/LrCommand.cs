@@ -16,6 +16,7 @@ public static class LrCommand
         {
             "replay" => Replay(args[1..]),
             "preview" => PreviewCommand.Run(args[1..], Console.Out, Console.Error),
+            "plot-logs" => PlotLogsCommand.Run(args[1..], Console.Out, Console.Error),
             _ => Fail($"unknown lr subcommand '{args[0]}'\n{Usage}"),
         };
     }
@@ -26,6 +27,8 @@ public static class LrCommand
                ends with `replay: N passed, N failed` (exit code 1 if any failed).
                Trainer lr preview --lr-schedule=JSON|@FILE [--steps=N] [--format=table|csv|ascii|png] ...
                Prints a schedule's LR per step as a table, CSV, terminal chart or PNG (--help for all flags).
+               Trainer lr plot-logs A.jsonl [B.jsonl ...] --output=FILE.png [--labels=A,B] [--title=TEXT]
+               Draws the LR, loss and (two logs) |loss difference| per step of --log_json files as a PNG.
         """;
 
     static int Fail(string message)

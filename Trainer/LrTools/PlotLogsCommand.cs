@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Text.Json;
+using Trainer.LrTools.Charts;
+
+namespace Trainer.LrTools;
+
+/// <summary>
+/// <c>Trainer lr plot-logs A.jsonl B.jsonl [...] --output=FILE.png</c>: the learning rate, the train loss and (for two logs)
+/// the absolute loss difference per step of <c>--log_json</c> files (this trainer's or the PyTorch reference's), drawn
+/// with <see cref="LineChart"/> as three panels stacked in one PNG.
+/// </summary>
+public static class PlotLogsCommand
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public const string Usage = """
+        usage: Trainer lr plot-logs LOG.jsonl [LOG2.jsonl ...] --output=FILE.png [--labels=A,B,...] [--title=TEXT]
+                                    [--width=W] [--height=H]
+        Draws each --log_json file's learning rate (first param group) and train loss per step, and for two logs the
+        absolute loss difference |A - B| per step, as three panels (each H pixels high, default 360; width default 900).
+        Lines are {"step": k, "loss": x, "lr": [..]} (field "lrs" or a single number also read).
+        """;
+
+    public sealed record LogRow(int Step, double Loss, double Lr);
+
+    /// <summary>Reads a --log_json file: one JSON object per non-empty line with step, loss and lr (list or number) or lrs.</summary>
+    public static IReadOnlyList<LogRow> ReadLog(string path)
+    {
+        var rows = new List<LogRow>();
+        int n = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            n++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            try
+            {
+                using var d = JsonDocument.Parse(line);
+                var o = d.RootElement;
+                var lrEl = o.TryGetProperty("lr", out var l) ? l : o.GetProperty("lrs");
+                double lr = lrEl.ValueKind == JsonValueKind.Array ? lrEl[0].GetDouble() : lrEl.GetDouble();
+                rows.Add(new LogRow(o.GetProperty("step").GetInt32(), o.GetProperty("loss").GetDouble(), lr));
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+            {
+                throw new InvalidDataException($"{path}:{n}: not a step record ({e.Message})");
+            }
+        }
+        if (rows.Count == 0) throw new InvalidDataException($"{path}: no step records");
+        return rows;
+    }
+
+    /// <summary>The PNG: LR panel, loss panel and (two logs) |loss difference| panel, stacked.</summary>
+    public static byte[] Render(IReadOnlyList<(string Label, IReadOnlyList<LogRow> Rows)> logs, string? title, int width = 900, int panelHeight = 360)
+    {
+        var panels = new List<Canvas>
+        {
+            new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Select(r => ((double)r.Step, r.Lr)), SeriesStyle.Steps)).ToArray())
+            { Title = (title is { Length: > 0 } ? title + ": " : "") + "learning rate per step", XLabel = "step", YLabel = "lr" }.Render(width, panelHeight),
+            new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Select(r => ((double)r.Step, r.Loss)))).ToArray())
+            { Title = "train loss", XLabel = "step", YLabel = "loss" }.Render(width, panelHeight),
+        };
+        if (logs.Count == 2)
+        {
+            var b = logs[1].Rows.ToDictionary(r => r.Step, r => r.Loss);
+            var diff = logs[0].Rows.Where(r => b.ContainsKey(r.Step)).Select(r => ((double)r.Step, Math.Abs(r.Loss - b[r.Step]))).ToArray();
+            if (diff.Length > 0)
+                panels.Add(new LineChart([ChartSeries.From($"|{logs[0].Label} - {logs[1].Label}|", diff)])
+                { Title = $"absolute loss difference (max {diff.Max(d => d.Item2).ToString("0.00e+00", Inv)})", XLabel = "step", YLabel = "|d loss|" }.Render(width, panelHeight));
+        }
+        int h = panels.Sum(p => p.Height);
+        var px = new byte[width * h * 3];
+        int off = 0;
+        foreach (var p in panels) { p.Pixels.CopyTo(px, off); off += p.Pixels.Length; }
+        return PngEncoder.Encode(width, h, 3, px);
+    }
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        string? output = null, title = null;
+        string[]? labels = null;
+        int width = 900, height = 360;
+        var files = new List<string>();
+        foreach (var a in args)
+        {
+            if (a is "--help" or "-h") { stdout.WriteLine(Usage); return 0; }
+            if (a.StartsWith("--output=")) output = a["--output=".Length..];
+            else if (a.StartsWith("--title=")) title = a["--title=".Length..];
+            else if (a.StartsWith("--labels=")) labels = a["--labels=".Length..].Split(',');
+            else if (a.StartsWith("--width=") && int.TryParse(a["--width=".Length..], Inv, out var w) && w >= 160) width = w;
+            else if (a.StartsWith("--height=") && int.TryParse(a["--height=".Length..], Inv, out var ht) && ht >= 120) height = ht;
+            else if (a.StartsWith("--")) { stderr.WriteLine($"lr plot-logs: unknown or bad flag {a}\n{Usage}"); return 2; }
+            else files.Add(a);
+        }
+        if (files.Count == 0 || output is null) { stderr.WriteLine($"lr plot-logs: give at least one log and --output\n{Usage}"); return 2; }
+        try
+        {
+            var logs = files.Select((f, i) => (labels is not null && i < labels.Length ? labels[i] : Path.GetFileNameWithoutExtension(f), ReadLog(f))).ToArray();
+            var png = Render(logs.Select(l => (l.Item1, l.Item2)).ToArray(), title, width, height);
+            File.WriteAllBytes(output, png);
+            stdout.WriteLine($"wrote {output} ({png.Length} bytes)");
+            return 0;
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"lr plot-logs: {e.Message}");
+            return 2;
+        }
+    }
+}

@@ -22,6 +22,7 @@ namespace Benchmarks;
 public static class Program
 {
     public const int InvocationsPerIteration = 4;
+    public const int IterationCount = 30;
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     public static int Main(string[] args)
@@ -45,7 +46,7 @@ public static class Program
         // window StepBenchmarks describes). In-process by default: no per-case rebuild, and the native TorchSharp
         // libraries already prepared in this build output are the ones loaded.
         var job = Job.Default
-            .WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(15)
+            .WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(IterationCount)
             .WithInvocationCount(InvocationsPerIteration).WithUnrollFactor(1)
             .WithId(outOfProcess ? "Short" : "ShortInProcess");
         if (!outOfProcess) job = job.WithToolchain(InProcessEmitToolchain.Instance);
@@ -100,6 +101,16 @@ public static class Program
                 for (int i = 0; i < 50_000; i++) mem.Scheduler.Step();
                 using (var t = new OursTorchRig(c)) for (int i = 0; i < 20_000; i++) t.Scheduler.Step();
                 using (var ts = new TorchSharpRig(c)) for (int i = 0; i < 20_000; i++) ts.Step();
+                // The benchmark methods themselves too: BenchmarkDotNet's warm-up calls each far fewer than the 30
+                // times tiered compilation waits for, so the first case of each method would run tier-0 code.
+                var b = new StepBenchmarks { Composition = c, StartStep = 1_000 };
+                for (int i = 0; i < 40; i++)
+                {
+                    b.SetupMem(); b.Ours_InMemory();
+                    b.SetupTorch(); b.Ours_TorchSharpGroups();
+                    b.SetupTs(); b.TorchSharp_Own();
+                }
+                b.Cleanup();
             }
             Thread.Sleep(300);
         }
@@ -161,7 +172,7 @@ public static class Program
         };
         foreach (var a in new[] { script, "--compositions", string.Join(",", comps.Select(Compositions.PyKey)),
                      "--starts", string.Join(",", starts), "--steps-per-rep", (StepBenchmarks.StepsPerInvoke * InvocationsPerIteration).ToString(Inv),
-                     "--reps", "15", "--warmup", "3" })
+                     "--reps", IterationCount.ToString(Inv), "--warmup", "3" })
             psi.ArgumentList.Add(a);
         Console.WriteLine();
         Console.WriteLine($"// PyTorch: {python} {string.Join(" ", psi.ArgumentList)}");

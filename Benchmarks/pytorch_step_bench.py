@@ -95,7 +95,7 @@ def main():
     ap.add_argument("--compositions", default="Leaf,A_Chained,B_ThreeLevel,C_WarmupCosine")
     ap.add_argument("--starts", default="1000,100000,1000000")
     ap.add_argument("--steps-per-rep", type=int, default=4000)
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     a = ap.parse_args()
     warnings.simplefilter("ignore")  # SequentialLR's step(0) deprecation warning at the milestone

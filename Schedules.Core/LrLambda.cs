@@ -99,6 +99,25 @@ public abstract record LrLambda
     }
 
     /// <summary>
+    /// Library extension: cosine decay from 1 to <c>floor</c> over <c>length</c> epochs, then <c>floor</c>
+    /// (a cosine cooldown whose floor is relative to each group's base LR).
+    /// </summary>
+    public sealed record CosineDecay(int Length, double Floor) : LrLambda
+    {
+        public override string Fn => "cosine_decay";
+        public override double At(int e)
+        {
+            double p = (double)Math.Clamp(e, 0, Length) / Length;
+            return Floor + (1.0 - Floor) * (1 + Math.Cos(Math.PI * p)) / 2;
+        }
+        internal override IEnumerable<ScheduleProblem> Problems(string path)
+        {
+            if (Length <= 0) yield return new(path, "length", Length.ToString(), "must be a positive integer");
+            if (!(Floor >= 0 && Floor <= 1)) yield return new(path, "floor", Fmt.Num(Floor), "must be between 0 and 1");
+        }
+    }
+
+    /// <summary>
     /// Library extension: half-cosine ramp from <c>start</c> to 1 over <c>warmup</c> epochs, then 1 (a cosine warmup).
     /// </summary>
     public sealed record CosineWarmup(int Warmup, double Start) : LrLambda

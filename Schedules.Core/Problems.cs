@@ -71,6 +71,7 @@ public sealed class ProblemList
     internal static string Show(object? v) => v switch
     {
         null => "null",
+        ShownValue r => r.Text,
         double d => Fmt.Num(d),
         float f => Fmt.Num(f),
         string s => "\"" + s + "\"",
@@ -79,6 +80,9 @@ public sealed class ProblemList
         _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "?",
     };
 }
+
+/// <summary>A value already written as text (e.g. a JSON fragment): shown as is.</summary>
+public sealed record ShownValue(string Text);
 
 /// <summary>Number formatting shared by messages, JSON and tables: shortest round-trip, invariant culture.</summary>
 public static class Fmt

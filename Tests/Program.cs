@@ -9,5 +9,7 @@ var counter = new CountingPrinter();
 var config = Runner.AddPrinter(Impl.ExpectoConfig.defaultConfig, counter);
 var all = Impl.testFromAssembly.Invoke(Assembly.GetExecutingAssembly()).Value;
 int exit = Expecto.Tests.runTestsWithCLIArgs(new[] { Expecto.Tests.CLIArguments.NewPrinter(config.printer) }, args, all);
+// Expecto leaves a colour reset without a newline: start a fresh line so the summary stands alone.
+Console.WriteLine();
 Console.WriteLine($"{counter.PassedCount} passed, {counter.FailedCount} failed" + (counter.IgnoredCount > 0 ? $", {counter.IgnoredCount} skipped" : ""));
 return exit;

@@ -27,15 +27,10 @@ public sealed class WeakenLibStdCxxVersionNeed : Task
     /// <summary>The system libstdc++ to check; found with ldconfig or in the standard paths when empty.</summary>
     public string LibStdCxxPath { get; set; }
 
-    /// <summary>The copies this run rewrote.</summary>
-    [Output] public ITaskItem[] Rewritten { get; set; }
-
     const string LibStdCxxSoname = "libstdc++.so.6";
 
     public override bool Execute()
     {
-        var rewritten = new List<ITaskItem>();
-        Rewritten = rewritten.ToArray();
         var files = Files.Select(f => Path.GetFullPath(f.ItemSpec)).Distinct(StringComparer.Ordinal).Where(File.Exists).ToList();
         if (files.Count == 0) return true;
 
@@ -62,15 +57,22 @@ public sealed class WeakenLibStdCxxVersionNeed : Task
             {
                 var image = ElfImage.Load(file);
                 var needs = image.VersionNeeds().Where(n => n.File == LibStdCxxSoname).ToList();
+                if (needs.Count == 0)
+                    throw new ElfLayoutException("it needs no versions from " + LibStdCxxSoname);
                 var target = needs.Where(n => n.Version == VersionName).ToList();
-                if (target.Count != 1)
-                    throw new ElfLayoutException(string.Format("expected one version need {0} from {1}, found {2}", VersionName, LibStdCxxSoname, target.Count));
+                if (target.Count > 1)
+                    throw new ElfLayoutException(string.Format("it needs {0} from {1} {2} times", VersionName, LibStdCxxSoname, target.Count));
 
                 var stillMissing = needs.Where(n => n.Version != VersionName && !n.IsWeak && !systemVersions.Contains(n.Version)).Select(n => n.Version).ToList();
                 if (stillMissing.Count > 0)
                     Log.LogWarning("TorchSharp native patch: {0} also needs {1} from {2}, which {3} does not define; it will not load here.",
                         file, string.Join(", ", stillMissing), LibStdCxxSoname, libStdCxx);
 
+                if (target.Count == 0)
+                {
+                    Log.LogMessage(MessageImportance.Normal, "TorchSharp native patch: {0} does not need {1}; nothing to patch.", file, VersionName);
+                    continue;
+                }
                 var need = target[0];
                 if (need.IsWeak == weakNeeded)
                 {
@@ -79,7 +81,6 @@ public sealed class WeakenLibStdCxxVersionNeed : Task
                 }
                 ushort flags = weakNeeded ? (ushort)(need.Flags | ElfImage.VerFlagWeak) : (ushort)(need.Flags & ~ElfImage.VerFlagWeak);
                 ReplaceWithFlags(file, image, need, flags);
-                rewritten.Add(new TaskItem(file));
                 if (weakNeeded)
                     Log.LogMessage(MessageImportance.High,
                         "TorchSharp native patch: {0}: marked its need for {1} weak ({2} lacks it; the NuGet copy is untouched).", file, VersionName, libStdCxx);
@@ -100,7 +101,6 @@ public sealed class WeakenLibStdCxxVersionNeed : Task
                 Log.LogError("TorchSharp native patch: cannot rewrite {0}: {1}", file, e.Message);
             }
         }
-        Rewritten = rewritten.ToArray();
         return !Log.HasLoggedErrors;
     }
 

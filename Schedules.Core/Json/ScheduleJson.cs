@@ -19,7 +19,7 @@ public static class ScheduleJson
     ];
 
     public static readonly IReadOnlyList<string> LambdaFns =
-        ["const", "pow", "step", "warmup_linear", "warmup_cosine", "inverse_sqrt", "one_minus_sqrt", "cosine_warmup"];
+        ["const", "pow", "step", "warmup_linear", "warmup_cosine", "inverse_sqrt", "one_minus_sqrt", "cosine_decay", "cosine_warmup"];
 
     /// <summary>Parses a schedule, or throws <see cref="ScheduleFormatException"/> listing every problem.</summary>
     public static Schedule Parse(string json) =>
@@ -155,6 +155,7 @@ public static class ScheduleJson
                 "warmup_cosine" => f.BuildLambda(() => new LrLambda.WarmupCosine(f.Int("warmup", null, required: true)!.Value, f.Int("total", null, required: true)!.Value, f.Dbl("cycles", 0.5)!.Value)),
                 "inverse_sqrt" => f.BuildLambda(() => new LrLambda.InverseSqrt(f.Int("warmup", null, required: true)!.Value)),
                 "one_minus_sqrt" => f.BuildLambda(() => new LrLambda.OneMinusSqrt(f.Int("length", null, required: true)!.Value, f.Dbl("floor", 0.0)!.Value)),
+                "cosine_decay" => f.BuildLambda(() => new LrLambda.CosineDecay(f.Int("length", null, required: true)!.Value, f.Dbl("floor", 0.0)!.Value)),
                 "cosine_warmup" => f.BuildLambda(() => new LrLambda.CosineWarmup(f.Int("warmup", null, required: true)!.Value, f.Dbl("start", 0.0)!.Value)),
                 _ => null,
             };
@@ -171,14 +172,14 @@ public static class ScheduleJson
             return r;
         }
 
-        public static string Describe(JsonNode? n) => n switch
+        public static ShownValue Describe(JsonNode? n) => new(n switch
         {
             null => "null",
             JsonArray => "a list",
             JsonObject => "an object",
             JsonValue v => v.ToJsonString(),
             _ => n.ToJsonString(),
-        };
+        });
 
         /// <summary>Typed access to one object's fields; remembers which were read to reject the rest.</summary>
         public sealed class Fields(JsonObject o, string path, Reader r)
@@ -189,7 +190,7 @@ public static class ScheduleJson
             public JsonNode? Raw(string name, bool required = false)
             {
                 _seen.Add(name);
-                if (!o.TryGetPropertyValue(name, out var v)) { if (required) Fail(name, "(missing)", "is required"); return null; }
+                if (!o.TryGetPropertyValue(name, out var v)) { if (required) Fail(name, new ShownValue("(missing)"), "is required"); return null; }
                 return v;
             }
 
@@ -295,7 +296,8 @@ public static class ScheduleJson
                 try { s = make(); }
                 catch (InvalidScheduleException e)
                 {
-                    foreach (var p in e.Problems) r.Add(p with { Path = path });
+                    // A field that did not read cleanly was replaced by a placeholder: its value rules say nothing new.
+                    if (!_failed) foreach (var p in e.Problems) r.Add(p with { Path = path });
                     return null;
                 }
                 return _failed ? null : s;
@@ -386,6 +388,7 @@ public static class ScheduleJson
         LrLambda.WarmupCosine w => new JsonObject { ["fn"] = "warmup_cosine", ["warmup"] = w.Warmup, ["total"] = w.Total, ["cycles"] = w.Cycles },
         LrLambda.InverseSqrt i => new JsonObject { ["fn"] = "inverse_sqrt", ["warmup"] = i.Warmup },
         LrLambda.OneMinusSqrt o => new JsonObject { ["fn"] = "one_minus_sqrt", ["length"] = o.Length, ["floor"] = o.Floor },
+        LrLambda.CosineDecay d => new JsonObject { ["fn"] = "cosine_decay", ["length"] = d.Length, ["floor"] = d.Floor },
         LrLambda.CosineWarmup c => new JsonObject { ["fn"] = "cosine_warmup", ["warmup"] = c.Warmup, ["start"] = c.Start },
         LrLambda.Custom c => new JsonObject { ["fn"] = "custom", ["name"] = c.Name },
         _ => throw new NotSupportedException($"lr_lambda {f.Fn} has no JSON form"),

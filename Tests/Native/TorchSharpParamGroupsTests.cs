@@ -1,4 +1,5 @@
 using Expecto;
+using Schedules.Core;
 using Schedules.Torch;
 using Tests.Harness;
 using TorchSharp;
@@ -176,6 +177,44 @@ public static class TorchSharpParamGroupsTests
             Backward(p, G);
             adamw.step();
             Close(FirstAdamStep(P0, 0.004, G, weightDecay: 0.1), p, 1e-12, "p after one step");
+        }),
+        Case("LRScheduler(OneCycleLR, cycle_momentum) drives a two-group SGD exactly as the in-memory groups say", _ =>
+        {
+            var schedule = new OneCycleLR(PerGroup<double>.List([0.1, 0.2]), totalSteps: 12);
+            SGD Sgd(Parameter a, Parameter b) => optim.SGD(
+                [new SGD.ParamGroup([a], lr: 0.01, momentum: 0.9), new SGD.ParamGroup([b], lr: 0.02, momentum: 0.9)], learningRate: 0.01);
+            Parameter a1 = Param(P0), b1 = Param(P0), a2 = Param(P0), b2 = Param(P0);
+            using var driven = Sgd(a1, b1);
+            using var twin = Sgd(a2, b2);
+            var scheduler = LRSchedulers.Create(schedule, new TorchSharpParamGroups(driven));
+            var memory = new InMemoryParamGroups([0.01, 0.02], momentum: 0.9);
+            var reference = LRSchedulers.Create(schedule, memory);
+            var seen = new HashSet<double>();
+            for (int step = 0; step < 12; step++)
+            {
+                var groups = driven.ParamGroups.ToList();
+                var twinGroups = twin.ParamGroups.ToList();
+                for (int i = 0; i < 2; i++)
+                {
+                    Equal(memory.Lrs[i], groups[i].LearningRate, $"step {step}, group {i}: LR");
+                    Equal(memory.Momenta![i], ((optim.IMomentum)groups[i]).Momentum, $"step {step}, group {i}: momentum");
+                    twinGroups[i].LearningRate = memory.Lrs[i];
+                    ((optim.IMomentum)twinGroups[i]).Momentum = memory.Momenta[i];
+                    seen.Add(memory.Lrs[i]);
+                }
+                var g = step % 2 == 0 ? G : G2;
+                foreach (var (opt, ps) in new[] { (driven, new[] { a1, b1 }), (twin, new[] { a2, b2 }) })
+                {
+                    opt.zero_grad();
+                    foreach (var p in ps) Backward(p, g);
+                    opt.step();
+                }
+                scheduler.Step();
+                reference.Step();
+            }
+            if (seen.Count < 12) throw new Exception($"the schedule should vary the LR; saw {seen.Count} distinct values");
+            Exactly(Values(a2), a1, "group 0 after 12 steps");
+            Exactly(Values(b2), b1, "group 1 after 12 steps");
         }),
         Case("an optimizer without momentum or betas says so", _ =>
         {

@@ -59,7 +59,6 @@ public static class Program
             .AddExporter(MarkdownExporter.GitHub)
             .WithOptions(ConfigOptions.DisableOptimizationsValidator | ConfigOptions.JoinSummary);
 
-        if (!outOfProcess) PreWarm();
         var summaries = BenchmarkSwitcher.FromTypes([typeof(StepBenchmarks)]).Run(rest.ToArray(), config).ToList();
         var ours = Collect(summaries);
         if (ours.Count == 0) { Console.Error.WriteLine("no benchmark results"); return 1; }
@@ -85,13 +84,18 @@ public static class Program
         return 0;
     }
 
+    static bool _warmed;
+
     /// <summary>
-    /// In-process, every benchmark case shares one JIT: without this, the first cases would time tier-0 code (tiered
+    /// Called from StepBenchmarks' [GlobalSetup], once per process (in-process: once for the whole suite; out of
+    /// process: in each case's process). Every benchmark case shares one JIT: without this, the first cases would time tier-0 code (tiered
     /// compilation promotes hot methods in the background, after a delay). Step every rig kind for a while and give
     /// the background compiler time, so all cases measure the steady-state (tier-1) code a long training run gets.
     /// </summary>
-    static void PreWarm()
+    public static void PreWarm()
     {
+        if (_warmed) return;
+        _warmed = true;
         var sw = Stopwatch.StartNew();
         for (int round = 0; round < 3; round++)
         {

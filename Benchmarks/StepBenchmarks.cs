@@ -28,6 +28,10 @@ public class StepBenchmarks
 
     bool NeedsRebase(int steps) => steps + StepsPerIteration > StartStep + Math.Max(StartStep / 10, StepsPerIteration);
 
+    /// <summary>Brings every step path to tier-1 code first (see <see cref="Program.PreWarm"/>).</summary>
+    [GlobalSetup]
+    public void Warm() => Program.PreWarm();
+
     [IterationSetup(Target = nameof(Ours_InMemory))]
     public void SetupMem()
     {

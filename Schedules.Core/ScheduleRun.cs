@@ -58,14 +58,18 @@ public sealed class ScheduleRun
     public void Step()
     {
         if (_plateau is not null) throw new InvalidOperationException("ReduceLROnPlateau steps on a metric: call Step(metric)");
-        Guard(() => _node!.Step());
+        EnsureNotFaulted();
+        try { _node!.Step(); Steps++; }
+        catch (ScheduleStepException e) { throw Fault(e); }
     }
 
     /// <summary>scheduler.step(metric) for ReduceLROnPlateau.</summary>
     public void Step(double metric)
     {
         if (_plateau is null) throw new InvalidOperationException($"{Schedule.TypeName} does not take a metric: call Step()");
-        Guard(() => _plateau.Step(metric));
+        EnsureNotFaulted();
+        try { _plateau.Step(metric); Steps++; }
+        catch (ScheduleStepException e) { throw Fault(e); }
     }
 
     /// <summary>Steps <paramref name="steps"/> times (not for ReduceLROnPlateau).</summary>
@@ -74,15 +78,16 @@ public sealed class ScheduleRun
         for (int i = 0; i < steps; i++) Step();
     }
 
-    void Guard(Action step)
+    // No closures on the step path: a step allocates nothing.
+    void EnsureNotFaulted()
     {
         if (_faulted) throw new InvalidOperationException("this schedule run failed at an earlier step and cannot continue");
-        try { step(); Steps++; }
-        catch (ScheduleStepException e)
-        {
-            _faulted = true;
-            throw new ScheduleStepException($"step {Steps + 1}: {e.Message}");
-        }
+    }
+
+    ScheduleStepException Fault(ScheduleStepException e)
+    {
+        _faulted = true;
+        return new ScheduleStepException($"step {Steps + 1}: {e.Message}");
     }
 
     /// <summary>ReduceLROnPlateau's counters, for checkpoints.</summary>

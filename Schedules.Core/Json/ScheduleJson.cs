@@ -103,8 +103,8 @@ public static class ScheduleJson
                     f.Dbl("factor", 0.1)!.Value, f.Int("patience", 10)!.Value, f.Dbl("threshold", 1e-4)!.Value,
                     f.Enum("threshold_mode", "rel", ["rel", "abs"]) == "abs" ? ThresholdMode.Abs : ThresholdMode.Rel,
                     f.Int("cooldown", 0)!.Value, f.DblGroups("min_lr", 0.0), f.Dbl("eps", 1e-8)!.Value)),
-                "LambdaLR" => f.Build(() => new LambdaLR(f.Lambdas("lr_lambda")!.Value)),
-                "MultiplicativeLR" => f.Build(() => new MultiplicativeLR(f.Lambdas("lr_lambda")!.Value)),
+                "LambdaLR" => f.Build(() => new LambdaLR(f.Lambdas("lr_lambda"))),
+                "MultiplicativeLR" => f.Build(() => new MultiplicativeLR(f.Lambdas("lr_lambda"))),
                 "SequentialLR" => Sequential(f, o, path),
                 "ChainedScheduler" => Chained(f, o, path),
                 _ => null,
@@ -167,9 +167,11 @@ public static class ScheduleJson
             else if (r is null && LambdaFns.Contains(fn) == false)
                 Problem(path, "fn", fn, "unknown lr_lambda function; known: " + string.Join(", ", LambdaFns));
             f.RejectUnknown();
-            if (r is not null)
-                foreach (var pr in r.Problems(path)) problems.Add(pr);
-            return r;
+            if (r is null) return null;
+            // Report a function's value problems here, at its own path; the owning scheduler then is not built (no repeat).
+            var own = r.Problems(path).ToList();
+            problems.AddRange(own);
+            return own.Count == 0 ? r : null;
         }
 
         public static ShownValue Describe(JsonNode? n) => new(n switch
@@ -223,11 +225,23 @@ public static class ScheduleJson
 
             static bool IsNumber(JsonNode v) => v is JsonValue jv && jv.GetValueKind() == JsonValueKind.Number;
 
+            // Works for parsed text and for values built in C# (JsonValue.Create(3) holds an int, not a double).
+            static double Number(JsonNode v)
+            {
+                var jv = (JsonValue)v;
+                if (jv.TryGetValue<double>(out var d)) return d;
+                if (jv.TryGetValue<int>(out var i)) return i;
+                if (jv.TryGetValue<long>(out var l)) return l;
+                if (jv.TryGetValue<float>(out var f)) return f;
+                if (jv.TryGetValue<decimal>(out var m)) return (double)m;
+                return double.Parse(jv.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+            }
+
             public double? Dbl(string name, double? dflt, bool required = false)
             {
                 var v = Raw(name, required);
                 if (v is null) return dflt ?? (required ? 0 : null);
-                if (IsNumber(v)) return v.GetValue<double>();
+                if (IsNumber(v)) return Number(v);
                 Fail(name, Describe(v), "must be a number");
                 return dflt ?? 0;
             }
@@ -236,7 +250,7 @@ public static class ScheduleJson
             {
                 if (IsNumber(v))
                 {
-                    double d = v.GetValue<double>();
+                    double d = Number(v);
                     if (d == Math.Floor(d) && Math.Abs(d) <= int.MaxValue && !v.ToJsonString().Contains('.') && !v.ToJsonString().Contains('e'))
                         return (int)d;
                 }
@@ -263,29 +277,31 @@ public static class ScheduleJson
             {
                 var v = Raw(name, required);
                 if (v is null) return dflt is { } d ? PerGroup<double>.One(d) : (required ? PerGroup<double>.One(0) : null);
-                if (IsNumber(v)) return PerGroup<double>.One(v.GetValue<double>());
+                if (IsNumber(v)) return PerGroup<double>.One(Number(v));
                 if (v is JsonArray a && a.All(x => x is not null && IsNumber(x)))
                 {
-                    if (a.Count == 0) { Fail(name, "[]", "a per-group list cannot be empty"); return PerGroup<double>.One(0); }
-                    return PerGroup<double>.List(a.Select(x => x!.GetValue<double>()));
+                    if (a.Count == 0) { Fail(name, new ShownValue("[]"), "a per-group list cannot be empty"); return PerGroup<double>.One(0); }
+                    return PerGroup<double>.List(a.Select(x => Number(x!)));
                 }
                 Fail(name, Describe(v), "must be a number or a list of numbers (one per param group)");
                 return PerGroup<double>.One(0);
             }
 
-            public PerGroup<LrLambda>? Lambdas(string name)
+            /// <summary>lr_lambda: one function description or a list; a placeholder (and a recorded failure) when unreadable.</summary>
+            public PerGroup<LrLambda> Lambdas(string name)
             {
+                var placeholder = PerGroup<LrLambda>.One(new LrLambda.Const(1.0));
                 var v = Raw(name, required: true);
-                if (v is null) return null;
+                if (v is null) return placeholder;
                 if (v is JsonArray a)
                 {
-                    if (a.Count == 0) { Fail(name, "[]", "a per-group list cannot be empty"); return null; }
+                    if (a.Count == 0) { Fail(name, new ShownValue("[]"), "a per-group list cannot be empty"); return placeholder; }
                     var fs = a.Select((x, i) => r.Lambda(x, $"{path}.{name}[{i}]")).ToList();
-                    if (fs.Any(x => x is null)) { _failed = true; return null; }
+                    if (fs.Any(x => x is null)) { _failed = true; return placeholder; }
                     return PerGroup<LrLambda>.List(fs!);
                 }
                 var one = r.Lambda(v, $"{path}.{name}");
-                if (one is null) { _failed = true; return null; }
+                if (one is null) { _failed = true; return placeholder; }
                 return PerGroup<LrLambda>.One(one);
             }
 

@@ -74,7 +74,13 @@ public sealed record CyclicLR : LeafSchedule
         public override void Construct()
         {
             for (int i = 0; i < G.Count; i++) G.Lr[i] = s.BaseLr.For(i);
-            if (s.CycleMomentum) for (int i = 0; i < G.Count; i++) G.Momentum![i] = s.MaxMomentum.For(i);
+            if (s.CycleMomentum)
+                for (int i = 0; i < G.Count; i++)
+                {
+                    G.Momentum![i] = s.MaxMomentum.For(i);
+                    G.MaxMomentum[i] = s.MaxMomentum.For(i);
+                    G.BaseMomentum[i] = s.BaseMomentum.For(i);
+                }
             base.Construct(); // the construction-time step still uses base_lrs = initial_lr, as in PyTorch
             for (int i = 0; i < G.Count; i++) BaseLrs[i] = s.BaseLr.For(i);
         }
@@ -165,7 +171,6 @@ public sealed record OneCycleLR : LeafSchedule
     sealed class Impl(OneCycleLR s, GroupState g) : Node(g, "OneCycleLR")
     {
         readonly Phase[] _phases = s.Phases();
-        readonly double[] _min = new double[g.Count];
 
         public override void Construct()
         {
@@ -173,19 +178,27 @@ public sealed record OneCycleLR : LeafSchedule
             {
                 G.InitialLr[i] = s.MaxLr.For(i) / s.DivFactor;
                 G.HasInitialLr[i] = true;
-                _min[i] = G.InitialLr[i] / s.FinalDivFactor;
+                G.MaxLr[i] = s.MaxLr.For(i);
+                G.MinLr[i] = G.InitialLr[i] / s.FinalDivFactor;
             }
-            if (s.CycleMomentum) for (int i = 0; i < G.Count; i++) G.Momentum![i] = s.MaxMomentum.For(i);
+            if (s.CycleMomentum)
+                for (int i = 0; i < G.Count; i++)
+                {
+                    G.Momentum![i] = s.MaxMomentum.For(i);
+                    G.MaxMomentum[i] = s.MaxMomentum.For(i);
+                    G.BaseMomentum[i] = s.BaseMomentum.For(i);
+                }
             base.Construct();
         }
 
+        // PyTorch reads these from the param group at every step (see GroupState).
         double Value(Key k, int i) => k switch
         {
             Key.Initial => G.InitialLr[i],
-            Key.Max => s.MaxLr.For(i),
-            Key.Min => _min[i],
-            Key.MaxMomentum => s.MaxMomentum.For(i),
-            _ => s.BaseMomentum.For(i),
+            Key.Max => G.MaxLr[i],
+            Key.Min => G.MinLr[i],
+            Key.MaxMomentum => G.MaxMomentum[i],
+            _ => G.BaseMomentum[i],
         };
 
         protected override void Chainable(double[] into)

@@ -15,6 +15,7 @@ public static class LrCommand
         return args[0] switch
         {
             "replay" => Replay(args[1..]),
+            "preview" => PreviewCommand.Run(args[1..], Console.Out, Console.Error),
             _ => Fail($"unknown lr subcommand '{args[0]}'\n{Usage}"),
         };
     }
@@ -23,6 +24,8 @@ public static class LrCommand
         usage: Trainer lr replay FILE.jsonl[.gz]... [--rtol=1e-10] [--verbose]
                Replays golden PyTorch traces through the library; prints failures with case ids and
                ends with `replay: N passed, N failed` (exit code 1 if any failed).
+               Trainer lr preview --lr-schedule=JSON|@FILE [--steps=N] [--format=table|csv|ascii|png] ...
+               Prints a schedule's LR per step as a table, CSV, terminal chart or PNG (--help for all flags).
         """;
 
     static int Fail(string message)

@@ -1,0 +1,171 @@
+using System.Globalization;
+using Schedules.Core;
+using Trainer.Training;
+using static TorchSharp.torch;
+
+namespace Trainer.Cli;
+
+/// <summary>
+/// <c>Trainer train</c>: InfiniTrain's GPT-2 / LLaMA-3 example flags plus optimizer, schedule, DP, log and checkpoint
+/// flags. Every input is validated (flags, files, schedule, checkpoint) before anything is written.
+/// </summary>
+public static class TrainCommand
+{
+    public static FlagSet Flags()
+    {
+        var f = new FlagSet("Trainer [train]", "Train GPT-2 or LLaMA-3 (TorchSharp) on llm.c token files, InfiniTrain-style.");
+        const string io = "Input / model", tok = "Token layout per step", opt = "Optimization", par = "Parallelism / device", ck = "Checkpoints", lg = "Logging";
+        f.String("input_bin", "", "Training tokens (llm.c .bin: GPT-2 uint16 magic 20240520, LLaMA-3 uint32 magic 20240801);\nempty = the embedded default dataset (tokenized for the model's family).", io);
+        f.String("input_val_bin", "", "Validation tokens (llm.c .bin); with --val_loss_every, the mean loss over --val_max_steps batches is logged.", io);
+        f.String("llmc_filepath", "", "llm.c weight file to start from (its header gives the model configuration; --model is then ignored).", io);
+        f.String("model", "gpt2-tiny", "Model configuration: " + string.Join("|", ModelBinding.ModelNames()) + ".", io);
+        f.Int("batch_size", 4, "Batch size per rank, in sequences (B).", tok);
+        f.Int("sequence_length", 64, "Sequence length (T).", tok);
+        f.Int("total_batch_size", 256, "Tokens per optimizer step = B x T x DP x gradient accumulation steps (must divide evenly).", tok);
+        f.Int("num_iteration", 10, "Optimizer steps to run (in total, counting steps before a --load).", tok);
+        f.Double("learning_rate", 1e-2, "Peak (base) learning rate (the default suits the tiny CPU models; GPT-2 124M wants about 6e-4).", opt);
+        f.String("optimizer", "adamw", "Optimizer: sgd|adam|adamw.", opt);
+        f.Double("weight_decay", 0.0, "Weight decay (AdamW: decoupled; SGD/Adam: L2).", opt);
+        f.Double("beta1", 0.9, "Adam/AdamW beta1.", opt);
+        f.Double("beta2", 0.95, "Adam/AdamW beta2.", opt);
+        f.Double("eps", 1e-8, "Adam/AdamW eps.", opt);
+        f.Double("momentum", 0.0, "SGD momentum.", opt);
+        f.Bool("nesterov", false, "SGD Nesterov momentum (needs --momentum > 0).", opt);
+        f.Double("grad_clip", 1.0, "Clip the global gradient L2 norm to this value; 0 = no clipping.", opt);
+        SchedulerFlags.Define(f);
+        f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
+        f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
+        f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
+        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
+        f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
+        f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval.", ck);
+        f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
+        f.Int("keep_last", 3, "Keep only the newest N checkpoints; 0 = keep all.", ck, "max_checkpoint_keep");
+        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it).", ck);
+        f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s).", lg);
+        f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
+        f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);
+        f.Int("val_max_steps", 4, "Validation batches per evaluation (per rank).", lg);
+        return f;
+    }
+
+    /// <summary>Parsed and validated: options for the loop plus how to get model and data.</summary>
+    public sealed record Plan(TrainOptions Options, ModelBinding Model, string? InputBin, string? InputValBin, int ValLossEvery, int ValMaxSteps)
+    {
+        /// <summary>Validation on the embedded dataset's val split (no --input_bin, no --input_val_bin, --val_loss_every &gt; 0).</summary>
+        public bool EmbeddedVal => InputBin is null && InputValBin is null && ValLossEvery > 0;
+    }
+
+    /// <summary>Flags → plan. Throws <see cref="UsageException"/> (exit 2) or <see cref="RuntimeFailure"/> (exit 1). Writes nothing.</summary>
+    public static Plan BuildPlan(FlagValues v)
+    {
+        if (v.Positional.Count > 0) throw new UsageException($"unexpected argument '{v.Positional[0]}' (flags start with --; see --help)");
+        int B = v.GetInt32("batch_size", 1), T = v.GetInt32("sequence_length", 1), total = v.GetInt32("total_batch_size", 1);
+        int steps = v.GetInt32("num_iteration", 1);
+        int dp = v.GetInt32("nthread_per_process", 1, 1024);
+        string device = v.GetString("device");
+        if (device != "cpu" && device != "cuda" && !device.StartsWith("cuda:"))
+            throw new UsageException($"--device: '{device}' is not cpu or cuda");
+        if (device.StartsWith("cuda"))
+        {
+            if (!TorchSharp.torch.cuda.is_available())
+                throw new RuntimeFailure($"--device={device}: CUDA is not available (this build uses TorchSharp's CPU backend, or no GPU is visible); use --device=cpu");
+            int have = TorchSharp.torch.cuda.device_count();
+            int need = dp > 1 ? dp : (device.StartsWith("cuda:") && int.TryParse(device[5..], out var i) ? i + 1 : 1);
+            if (need > have) throw new RuntimeFailure($"--device={device} with --nthread_per_process={dp} needs {need} CUDA devices, {have} visible");
+        }
+        if (dp > 1 && device.StartsWith("cuda:")) throw new UsageException($"--device={device}: with --nthread_per_process={dp} use --device=cuda (rank i runs on cuda:i)");
+        string dtype = v.GetChoice("dtype", "float32", "bfloat16");
+        long tokensPerFwd = (long)B * T * dp;
+        if (total % tokensPerFwd != 0)
+            throw new UsageException($"--total_batch_size={total} is not divisible by batch_size x sequence_length x DP = {B} x {T} x {dp} = {tokensPerFwd}");
+        string optName = v.GetChoice("optimizer", "sgd", "adam", "adamw");
+        double lr = v.GetDouble("learning_rate", 0.0);
+        double momentum = v.GetDouble("momentum", 0.0, 1.0);
+        bool nesterov = v.GetBool("nesterov");
+        if (nesterov && (optName != "sgd" || momentum <= 0)) throw new UsageException("--nesterov needs --optimizer=sgd and --momentum > 0");
+
+        string save = v.GetString("save"), load = v.GetString("load");
+        int saveInterval = v.GetInt32("save_interval", 0);
+        if (save.Length > 0 && saveInterval == 0) throw new UsageException($"--save='{save}' needs --save_interval > 0");
+        if (save.Length == 0 && saveInterval > 0) throw new UsageException($"--save_interval={saveInterval} needs --save=DIR");
+
+        var schedFlags = SchedulerFlags.Read(v);
+        Schedule? schedule;
+        try { schedule = SchedulerFlags.FromFlags(schedFlags, lr, steps); }
+        catch (InvalidScheduleException e) { throw new UsageException((schedFlags.ScheduleJson is not null ? "--lr_schedule: " : $"--lr_scheduler={schedFlags.Scheduler}: ") + e.Message); }
+
+        if (schedule is not null && !schedule.IsMetricDriven)
+        {
+            // Step the schedule through the whole run now, so a schedule that fails at some step fails before training starts.
+            double mom = optName == "sgd" ? momentum : v.GetDouble("beta1");
+            try { schedule.Trace(new[] { lr }, steps, schedule.CyclesMomentum ? new[] { mom } : null); }
+            catch (ScheduleStepException e) { throw new UsageException($"lr schedule {schedule.ToJson()} fails: {e.Message}"); }
+        }
+
+        string inputBin = v.GetString("input_bin"), valBin = v.GetString("input_val_bin");
+        int valEvery = v.GetInt32("val_loss_every", 0);
+        if (valEvery > 0 && valBin.Length == 0 && inputBin.Length > 0) throw new UsageException("--val_loss_every needs --input_val_bin (only the embedded dataset has a default validation split)");
+        foreach (var (flag, path) in new[] { ("input_bin", inputBin), ("input_val_bin", valBin), ("llmc_filepath", v.GetString("llmc_filepath")) })
+            if (path.Length > 0 && !File.Exists(path)) throw new RuntimeFailure($"--{flag}: file '{path}' does not exist");
+        if (load.Length > 0 && !Directory.Exists(load)) throw new RuntimeFailure($"--load: checkpoint directory '{load}' does not exist");
+        string logJson = v.GetString("log_json");
+        if (logJson.Length > 0 && Path.GetDirectoryName(Path.GetFullPath(logJson)) is { } d && !Directory.Exists(d))
+            throw new RuntimeFailure($"--log_json: directory '{d}' does not exist");
+
+        var model = ModelBinding.Resolve(v.GetString("model"), v.GetString("llmc_filepath"), dtype == "bfloat16", v.GetInt("seed"));
+        if (T > model.BlockSize) throw new UsageException($"--sequence_length={T} exceeds the block size {model.BlockSize} of model '{model.Name}'");
+
+        var o = new TrainOptions
+        {
+            BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, DataParallel = dp,
+            Device = device, BFloat16 = dtype == "bfloat16", Seed = v.GetInt("seed"),
+            Optimizer = optName switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => OptimizerKind.AdamW },
+            LearningRate = lr, WeightDecay = v.GetDouble("weight_decay", 0.0), Beta1 = v.GetDouble("beta1", 0.0, 1.0),
+            Beta2 = v.GetDouble("beta2", 0.0, 1.0), Eps = v.GetDouble("eps", 0.0), Momentum = momentum, Nesterov = nesterov,
+            GradClip = v.GetDouble("grad_clip", 0.0),
+            Schedule = schedule, ScheduleWantsMetric = schedule?.IsMetricDriven ?? false,
+            SaveDir = save.Length > 0 ? save : null, SaveInterval = saveInterval, KeepLast = v.GetInt32("keep_last", 0),
+            LoadDir = load.Length > 0 ? load : null, LogJson = logJson.Length > 0 ? logJson : null,
+            Progress = v.GetBool("progress"), NumThreads = v.GetInt32("num_threads", 0),
+            ModelDescription = model.Description,
+        };
+        return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1));
+    }
+
+    /// <summary>Runs <c>train</c>; returns the exit code (0 ok, 1 runtime failure, 2 usage).</summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var flags = Flags();
+        FlagValues v;
+        try { v = flags.Parse(args); }
+        catch (UsageException e) { error.WriteLine($"error: {e.Message}"); return 2; }
+        if (v.HelpRequested) { output.Write(flags.HelpText()); return 0; }
+        try
+        {
+            var plan = BuildPlan(v);
+            var tokens = plan.Model.LoadTokens(plan.InputBin, "--input_bin");
+            var run = new TrainingRun(plan.Options, plan.Model.Factory, plan.Model.Loss, tokens, output);
+            if (plan.InputValBin is not null || plan.EmbeddedVal)
+                run.Validation = new ValidationSet(plan.Model.LoadTokens(plan.InputValBin, "--input_val_bin", embeddedVal: true), plan.ValLossEvery, plan.ValMaxSteps);
+            var resume = run.VerifyLoad();
+            var c = plan.Model.Config;
+            output.WriteLine($"model {plan.Model.Name}: {c.Kind}, L={c.NLayer}, H={c.NHead}, KV={c.NKvHead}, C={c.NEmbd}, V={c.VocabSize}, block={c.BlockSize}, " +
+                $"{Trainer.Data.LlmcWeights.ParamCount(c):N0} parameters{(plan.Model.WeightFile is { } w ? ", weights from " + w : "")}; " +
+                $"data {(plan.InputBin ?? "embedded:" + Trainer.Data.EmbeddedData.Name)} ({tokens.Length:N0} tokens)");
+            run.Run(resume);
+            return 0;
+        }
+        catch (UsageException e) { error.WriteLine($"error: {e.Message}"); return 2; }
+        catch (RuntimeFailure e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (InvalidScheduleException e) { error.WriteLine($"error: {e.Message}"); return 2; }
+        catch (ScheduleStepException e) { error.WriteLine($"error: lr schedule: {e.Message}"); return 1; }
+        catch (IOException e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (UnauthorizedAccessException e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("TRAINER_DEBUG") is null)
+        {
+            error.WriteLine($"error: {e.GetType().Name}: {e.Message} (set TRAINER_DEBUG=1 for the stack trace)");
+            return 1;
+        }
+    }
+}

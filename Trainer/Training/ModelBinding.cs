@@ -1,0 +1,76 @@
+using Trainer.Cli;
+using Trainer.Data;
+using Trainer.Models;
+using static TorchSharp.torch;
+
+namespace Trainer.Training;
+
+/// <summary>
+/// The trainer's view of a model: its configuration (from the catalog or an llm.c weight file), a replica factory
+/// (seeded: every rank gets identical parameters), the loss, and the token files that fit its vocabulary.
+/// </summary>
+public sealed class ModelBinding
+{
+    public required ModelConfig Config { get; init; }
+    public required string Name { get; init; }
+    public string? WeightFile { get; init; }
+    public required long Seed { get; init; }
+    public required bool BFloat16 { get; init; }
+    public int BlockSize => Config.BlockSize;
+    /// <summary>Identity checked on resume: the full configuration (and the weight file it started from).</summary>
+    public string Description => Config.ToString() + (WeightFile is null ? "" : $" from {Path.GetFileName(WeightFile)}");
+
+    public static IEnumerable<string> ModelNames() => ModelCatalog.Names;
+
+    public static ModelBinding Resolve(string model, string llmcPath, bool bf16, long seed)
+    {
+        if (llmcPath.Length > 0)
+        {
+            ModelConfig cfg;
+            try { cfg = LlmcWeights.ReadConfig(llmcPath); }
+            catch (LlmcFileException e) { throw new RuntimeFailure($"--llmc_filepath: {e.Message}"); }
+            return new ModelBinding { Config = cfg, Name = cfg.Name, WeightFile = llmcPath, Seed = seed, BFloat16 = bf16 };
+        }
+        if (!ModelCatalog.Contains(model))
+            throw new UsageException($"--model: '{model}' is not one of {string.Join("|", ModelCatalog.Names)}");
+        var c = ModelCatalog.Get(model);
+        return new ModelBinding { Config = c, Name = c.Name, Seed = seed, BFloat16 = bf16 };
+    }
+
+    CausalLm? _lossModel;
+
+    public ReplicaFactory Factory => device =>
+    {
+        var m = ModelFactory.Create(Config, Seed, device, BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32);
+        if (WeightFile is not null)
+        {
+            try { LlmcWeights.LoadInto(m, WeightFile); }
+            catch (LlmcFileException e) { m.Dispose(); throw new RuntimeFailure($"--llmc_filepath: {e.Message}"); }
+        }
+        _lossModel ??= m;
+        return m;
+    };
+
+    public LossFunction Loss => (logits, targets) => (_lossModel ?? throw new InvalidOperationException("no replica built yet")).Loss(logits, targets);
+
+    /// <summary>
+    /// Tokens of <paramref name="path"/>, or of the embedded default dataset (train or val split, in the model family's
+    /// token width) when null; checked against the vocabulary.
+    /// </summary>
+    public int[] LoadTokens(string? path, string flag, bool embeddedVal = false)
+    {
+        int[] tokens;
+        try
+        {
+            using var f = path is null ? EmbeddedData.Open(EmbeddedData.FormatFor(Config.Kind), embeddedVal) : TokenFile.Open(path);
+            if (f.Count > int.MaxValue) throw new RuntimeFailure($"{flag}: '{path}' has {f.Count} tokens, more than this trainer loads at once");
+            tokens = f.ReadAll();
+        }
+        catch (LlmcFileException e) { throw new RuntimeFailure($"{flag}: {e.Message}"); }
+        int max = 0;
+        foreach (var t in tokens) if (t > max) max = t;
+        if (max >= Config.VocabSize)
+            throw new RuntimeFailure($"{flag}: token id {max} is outside the vocabulary of model '{Name}' (V = {Config.VocabSize}); was the file tokenized for another model family?");
+        return tokens;
+    }
+}

@@ -46,7 +46,7 @@ public static class Program
         // window StepBenchmarks describes). In-process by default: no per-case rebuild, and the native TorchSharp
         // libraries already prepared in this build output are the ones loaded.
         var job = Job.Default
-            .WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(IterationCount)
+            .WithLaunchCount(1).WithWarmupCount(6).WithIterationCount(IterationCount)
             .WithInvocationCount(InvocationsPerIteration).WithUnrollFactor(1)
             .WithId(outOfProcess ? "Short" : "ShortInProcess");
         if (!outOfProcess) job = job.WithToolchain(InProcessEmitToolchain.Instance);
@@ -59,6 +59,9 @@ public static class Program
             .AddExporter(MarkdownExporter.GitHub)
             .WithOptions(ConfigOptions.DisableOptimizationsValidator | ConfigOptions.JoinSummary);
 
+        // In-process, warm before BenchmarkDotNet starts (the first case's [GlobalSetup] then finds it done; measured:
+        // warming only from there left the very first case ~1.5x slow). Out of process, each case's process warms itself.
+        if (!outOfProcess) PreWarm();
         var summaries = BenchmarkSwitcher.FromTypes([typeof(StepBenchmarks)]).Run(rest.ToArray(), config).ToList();
         var ours = Collect(summaries);
         if (ours.Count == 0) { Console.Error.WriteLine("no benchmark results"); return 1; }
@@ -74,6 +77,11 @@ public static class Program
             expressible[c] = CompareWithTorchSharp(c, 3000);
             Console.WriteLine($"//   {Compositions.Describe(c),-32} {expressible[c]}");
         }
+
+        Console.WriteLine();
+        Console.WriteLine("// Exact allocation check (this thread, GC.GetAllocatedBytesForCurrentThread) over 100,000 steps from step 1e3:");
+        foreach (var c in compositions)
+            Console.WriteLine($"//   {Compositions.Describe(c),-32} ours: {AllocatedOverSteps(c, false)} B, ours+TorchSharpParamGroups: {AllocatedOverSteps(c, true)} B");
 
         Dictionary<(Composition, int), double> py = [];
         string pyVersion = "not run";
@@ -140,6 +148,22 @@ public static class Program
                 m[method] = new Cell(ns, bytes);
             }
         return d;
+    }
+
+    /// <summary>Bytes this thread allocates over 100,000 steps of our scheduler, after 1,000 steps (BenchmarkDotNet's
+    /// figure is process-wide, so a stray allocation on another thread can show there as "1 B").</summary>
+    static long AllocatedOverSteps(Composition c, bool torchGroups)
+    {
+        OursTorchRig? t = torchGroups ? new OursTorchRig(c) : null;
+        var s = t?.Scheduler ?? new OursInMemoryRig(c).Scheduler;
+        try
+        {
+            for (int i = 0; i < 1_000; i++) s.Step();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 100_000; i++) s.Step();
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        finally { t?.Dispose(); }
     }
 
     /// <summary>Steps ours (in memory) and TorchSharp's own schedulers side by side; reports where they part.</summary>

@@ -3,17 +3,28 @@ using Schedules.Core.Runtime;
 
 namespace Schedules.Core;
 
+/// <summary>A schedule made of child schedules (ChainedScheduler, SequentialLR).</summary>
+public abstract record CompositeSchedule : Schedule
+{
+    public ImmutableArray<Schedule> Schedulers { get; }
+
+    protected CompositeSchedule(IEnumerable<Schedule> schedulers) => Schedulers = schedulers.ToImmutableArray();
+
+    public override IReadOnlyList<Schedule> Children => Schedulers;
+    public override bool CyclesMomentum => Schedulers.Any(s => s.CyclesMomentum);
+    public override IEnumerable<ScheduleProblem> GroupProblems(int n, string path) =>
+        Schedulers.SelectMany((s, i) => s.GroupProblems(n, $"{path}.schedulers[{i}]"));
+}
+
 /// <summary>
 /// torch.optim.lr_scheduler.ChainedScheduler: every child steps, in order, on the same rates; each child's chainable
 /// step transforms what the previous one left. Nested chains flatten; a nested SequentialLR keeps its own reset.
 /// </summary>
-public sealed record ChainedScheduler : Schedule
+public sealed record ChainedScheduler : CompositeSchedule
 {
-    public ImmutableArray<Schedule> Schedulers { get; }
 
-    public ChainedScheduler(IEnumerable<Schedule> schedulers)
+    public ChainedScheduler(IEnumerable<Schedule> schedulers) : base(schedulers)
     {
-        Schedulers = schedulers.ToImmutableArray();
         Problems(Schedulers.Select(s => (string?)s.TypeName).ToArray(), new ProblemList()).ThrowIfAny();
     }
 
@@ -30,10 +41,6 @@ public sealed record ChainedScheduler : Schedule
     public ChainedScheduler(params Schedule[] schedulers) : this((IEnumerable<Schedule>)schedulers) { }
 
     public override string TypeName => "ChainedScheduler";
-    public override IReadOnlyList<Schedule> Children => Schedulers;
-    public override bool CyclesMomentum => Schedulers.Any(s => s.CyclesMomentum);
-    public override IEnumerable<ScheduleProblem> GroupProblems(int n, string path) =>
-        Schedulers.SelectMany((s, i) => s.GroupProblems(n, $"{path}.schedulers[{i}]"));
 
     internal override Node Build(GroupState g)
     {
@@ -68,14 +75,12 @@ public sealed record ChainedScheduler : Schedule
 /// rates are reset to initial_lr, every child's epoch is undone once and the first child steps again; at a milestone the
 /// next child starts from its closed form at its epoch 0 (get_lr where the class has no closed form).
 /// </summary>
-public sealed record SequentialLR : Schedule
+public sealed record SequentialLR : CompositeSchedule
 {
-    public ImmutableArray<Schedule> Schedulers { get; }
     public ImmutableArray<int> Milestones { get; }
 
-    public SequentialLR(IEnumerable<Schedule> schedulers, IEnumerable<int> milestones)
+    public SequentialLR(IEnumerable<Schedule> schedulers, IEnumerable<int> milestones) : base(schedulers)
     {
-        Schedulers = schedulers.ToImmutableArray();
         Milestones = milestones.ToImmutableArray();
         Problems(Schedulers.Select(s => (string?)s.TypeName).ToArray(), Milestones, new ProblemList()).ThrowIfAny();
     }
@@ -101,10 +106,6 @@ public sealed record SequentialLR : Schedule
     }
 
     public override string TypeName => "SequentialLR";
-    public override IReadOnlyList<Schedule> Children => Schedulers;
-    public override bool CyclesMomentum => Schedulers.Any(s => s.CyclesMomentum);
-    public override IEnumerable<ScheduleProblem> GroupProblems(int n, string path) =>
-        Schedulers.SelectMany((s, i) => s.GroupProblems(n, $"{path}.schedulers[{i}]"));
 
     internal override Node Build(GroupState g)
     {

@@ -25,7 +25,7 @@ public sealed record CosineAnnealingLR : LeafSchedule
     public override double? ClosedForm(int e, double baseLr) => EtaMin + (baseLr - EtaMin) * (1 + Math.Cos(Math.PI * e / TMax)) / 2;
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(CosineAnnealingLR s, GroupState g) : Node(g, "CosineAnnealingLR")
+    sealed class Impl(CosineAnnealingLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
@@ -48,10 +48,6 @@ public sealed record CosineAnnealingLR : LeafSchedule
                 double ratio = PyMath.Div(1 + Math.Cos(Math.PI * e / T), 1 + Math.Cos(Math.PI * (e - 1) / T), Name);
                 for (int i = 0; i < into.Length; i++) into[i] = ratio * (G.Lr[i] - eta) + eta;
             }
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }

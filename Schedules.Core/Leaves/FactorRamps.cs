@@ -22,7 +22,7 @@ public sealed record ConstantLR : LeafSchedule
     public override double? ClosedForm(int e, double baseLr) => baseLr * (Factor + (e >= TotalIters ? 1 : 0) * (1 - Factor));
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(ConstantLR s, GroupState g) : Node(g, "ConstantLR")
+    sealed class Impl(ConstantLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
@@ -31,10 +31,6 @@ public sealed record ConstantLR : LeafSchedule
             // PyTorch multiplies by 1.0 / factor here: with factor 0 that is a division by zero at total_iters.
             double inv = PyMath.Div(1.0, s.Factor, $"{Name} (factor=0 at total_iters={s.TotalIters})");
             for (int i = 0; i < into.Length; i++) into[i] = G.Lr[i] * inv;
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }
@@ -63,7 +59,7 @@ public sealed record LinearLR : LeafSchedule
             $"LinearLR closed form with total_iters=0"));
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(LinearLR s, GroupState g) : Node(g, "LinearLR")
+    sealed class Impl(LinearLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
@@ -72,10 +68,6 @@ public sealed record LinearLR : LeafSchedule
             double d = s.TotalIters * s.StartFactor + (LastEpoch - 1) * (s.EndFactor - s.StartFactor);
             double f = 1.0 + PyMath.Div(s.EndFactor - s.StartFactor, d, Name);
             for (int i = 0; i < into.Length; i++) into[i] = G.Lr[i] * f;
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }
@@ -101,7 +93,7 @@ public sealed record PolynomialLR : LeafSchedule
         baseLr * PyMath.Pow(1.0 - PyMath.Div(Math.Min(TotalIters, e), TotalIters, "PolynomialLR closed form with total_iters=0"), Power, TypeName);
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(PolynomialLR s, GroupState g) : Node(g, "PolynomialLR")
+    sealed class Impl(PolynomialLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
@@ -110,10 +102,6 @@ public sealed record PolynomialLR : LeafSchedule
             double den = 1.0 - PyMath.Div(LastEpoch - 1, s.TotalIters, Name);
             double f = PyMath.Pow(PyMath.Div(num, den, Name), s.Power, Name);
             for (int i = 0; i < into.Length; i++) into[i] = G.Lr[i] * f;
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }

@@ -23,16 +23,12 @@ public sealed record StepLR : LeafSchedule
     public override double? ClosedForm(int e, double baseLr) => baseLr * PyMath.Pow(Gamma, PyMath.FloorDiv(e, StepSize, TypeName), TypeName);
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(StepLR s, GroupState g) : Node(g, "StepLR")
+    sealed class Impl(StepLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
             bool decay = LastEpoch != 0 && PyMath.FloorMod(LastEpoch, s.StepSize, Name) == 0;
             for (int i = 0; i < into.Length; i++) into[i] = decay ? G.Lr[i] * s.Gamma : G.Lr[i];
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }
@@ -60,17 +56,13 @@ public sealed record MultiStepLR : LeafSchedule
     public override double? ClosedForm(int e, double baseLr) => baseLr * PyMath.Pow(Gamma, PyMath.BisectRight(_sorted, e), TypeName);
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(MultiStepLR s, GroupState g) : Node(g, "MultiStepLR")
+    sealed class Impl(MultiStepLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
             int c = s.CountAt(LastEpoch);
             double f = c == 0 ? 1.0 : PyMath.Pow(s.Gamma, c, Name);
             for (int i = 0; i < into.Length; i++) into[i] = c == 0 ? G.Lr[i] : G.Lr[i] * f;
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }
@@ -93,15 +85,11 @@ public sealed record ExponentialLR : LeafSchedule
     public override double? ClosedForm(int e, double baseLr) => baseLr * PyMath.Pow(Gamma, e, TypeName);
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
-    sealed class Impl(ExponentialLR s, GroupState g) : Node(g, "ExponentialLR")
+    sealed class Impl(ExponentialLR s, GroupState g) : ClosedFormNode(s, g)
     {
         protected override void Chainable(double[] into)
         {
             for (int i = 0; i < into.Length; i++) into[i] = IsInitial ? G.Lr[i] : G.Lr[i] * s.Gamma;
-        }
-        protected override void AtExplicitEpoch(double[] into)
-        {
-            for (int i = 0; i < into.Length; i++) into[i] = s.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
         }
     }
 }

@@ -102,3 +102,12 @@ internal abstract class Node
         G.Momentum![group] = m;
     }
 }
+
+/// <summary>A scheduler whose class has PyTorch's <c>_get_closed_form_lr</c>: used when SequentialLR switches to it.</summary>
+internal abstract class ClosedFormNode(LeafSchedule schedule, GroupState g) : Node(g, schedule.TypeName)
+{
+    protected override void AtExplicitEpoch(double[] into)
+    {
+        for (int i = 0; i < into.Length; i++) into[i] = schedule.ClosedForm(LastEpoch, BaseLrs[i])!.Value;
+    }
+}

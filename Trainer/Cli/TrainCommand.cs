@@ -21,7 +21,7 @@ public static class TrainCommand
         f.String("model", "gpt2-tiny", "Model configuration: " + string.Join("|", ModelBinding.ModelNames()) + ".", io);
         f.Int("batch_size", 4, "Batch size per rank, in sequences (B).", tok);
         f.Int("sequence_length", 64, "Sequence length (T).", tok);
-        f.Int("total_batch_size", 256, "Tokens per optimizer step = B x T x DP x gradient accumulation steps (must divide evenly).", tok);
+        f.Int("total_batch_size", 1024, "Tokens per optimizer step = B x T x DP x gradient accumulation steps (must divide evenly).", tok);
         f.Int("num_iteration", 10, "Optimizer steps to run (in total, counting steps before a --load).", tok);
         f.Double("learning_rate", 1e-2, "Peak (base) learning rate (the default suits the tiny CPU models; GPT-2 124M wants about 6e-4).", opt);
         f.String("optimizer", "adamw", "Optimizer: sgd|adam|adamw.", opt);

@@ -39,7 +39,7 @@ FLAGS = {
     # token layout
     "batch_size": (int, 4, "micro-batch size per rank (sequences)"),
     "sequence_length": (int, 64, "sequence length T"),
-    "total_batch_size": (int, 256, "tokens per optimizer step over all ranks"),
+    "total_batch_size": (int, 1024, "tokens per optimizer step over all ranks"),
     "num_iteration": (int, 10, "optimizer steps"),
     # optimization
     "optimizer": (str, "adamw", "sgd|adam|adamw"),

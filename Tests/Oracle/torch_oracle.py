@@ -33,45 +33,15 @@ SGD_MOMENTUM = 0.9
 
 
 # ---------------------------------------------------------------- lr_lambda function descriptions (FORMAT.md table)
+# One implementation for the whole project: reference/pytorch/schedules.py (copied next to this script by Tests.csproj).
+from schedules import make_fn
+
+
 def lr_function(d):
-    fn = d["fn"]
-    if fn == "const":
-        value = d["c"]
-        return lambda epoch: value
-    if fn == "pow":
-        base = d["base"]
-        return lambda epoch: base ** epoch
-    if fn == "step":
-        gamma, every = d["gamma"], d["every"]
-        return lambda epoch: gamma ** (epoch // every)
-    if fn == "warmup_linear":
-        warm, total = d["warmup"], d["total"]
-
-        def warmup_linear(epoch):
-            if epoch < warm:
-                return float(epoch) / float(max(1, warm))
-            return max(0.0, float(total - epoch) / float(max(1, total - warm)))
-        return warmup_linear
-    if fn == "warmup_cosine":
-        warm, total, cycles = d["warmup"], d["total"], d["cycles"]
-
-        def warmup_cosine(epoch):
-            if epoch < warm:
-                return float(epoch) / float(max(1, warm))
-            progress = float(epoch - warm) / float(max(1, total - warm))
-            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * float(cycles) * 2.0 * progress)))
-        return warmup_cosine
-    if fn == "inverse_sqrt":
-        warm = d["warmup"]
-        timescale = warm
-
-        def inverse_sqrt(epoch):
-            if epoch < warm:
-                return float(epoch) / float(max(1, warm))
-            shift = timescale - warm
-            return 1.0 / math.sqrt((epoch + shift) / timescale)
-        return inverse_sqrt
-    raise OracleError("unknown lr_lambda fn %r" % (fn,))
+    try:
+        return make_fn(d)
+    except ValueError as exc:
+        raise OracleError(str(exc))
 
 
 class OracleError(Exception):

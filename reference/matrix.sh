@@ -1,0 +1,95 @@
+#!/bin/bash
+# The parallel scenario matrix (issue #7): every layout of matrix_cases.txt x models x dtypes x schedules, each
+# compared with the single-device run of the same global batch.
+#   reference/matrix.sh [-o OUTDIR] [-m gpt2,llama3] [-d float32,bfloat16] [-s warmup-cosine,chained] [SCENARIO...]
+#   reference/matrix.sh -l                      # list the scenarios
+# No SCENARIO = all of them. Per row: name, layout, max |Δloss| vs single device (tolerance 1e-5 float32, 1e-2
+# bfloat16), LR check (bit-identical every step), the ZeRO twin check (bit-identical losses and LRs), tokens/s
+# (mean over steps 2..N) and optimizer-state bytes per rank. Ends with `matrix: N passed, N failed`; exit 1 on any
+# failure. Logs under OUTDIR (default /tmp/matrix)/MODEL-DTYPE-SCHEDULE/ID.{jsonl,log}.
+# CS_TRAINER: how to start the C# trainer (default: dotnet Trainer/bin/Release/net10.0/Trainer.dll).
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+CASES="$HERE/matrix_cases.txt"
+OUT=/tmp/matrix; MODELS=gpt2,llama3; DTYPES=float32,bfloat16; SCHEDS=warmup-cosine,chained; LIST=0
+while getopts "o:m:d:s:l" o; do case $o in o) OUT=$OPTARG;; m) MODELS=$OPTARG;; d) DTYPES=$OPTARG;; s) SCHEDS=$OPTARG;; l) LIST=1;; *) exit 2;; esac; done
+shift $((OPTIND - 1))
+CS="${CS_TRAINER:-dotnet $HERE/../Trainer/bin/Release/net10.0/Trainer.dll}"
+PY=/usr/bin/python3
+
+declare -A MODEL=([gpt2]=gpt2-tiny [llama3]=llama3-tiny)
+declare -A SCHED=(
+  [warmup-cosine]='--lr_scheduler=cosine --warmup_steps=3 --min_lr=1e-4'
+  [chained]='--lr_schedule={"type":"ChainedScheduler","schedulers":[{"type":"StepLR","step_size":3,"gamma":0.5},{"type":"LinearLR","start_factor":0.1,"end_factor":1.0,"total_iters":8}]}'
+)
+
+COMMON=(); BASELINE=(); IDS=(); declare -A TWIN FLAGS
+while read -r id twin rest; do
+  case "$id" in ''|'#'*) continue;; COMMON) read -ra COMMON <<< "$twin $rest"; continue;; BASELINE) read -ra BASELINE <<< "$twin $rest"; continue;; esac
+  IDS+=("$id"); TWIN[$id]=$twin; FLAGS[$id]=$rest
+done < "$CASES"
+if [ $LIST = 1 ]; then for i in "${IDS[@]}"; do printf '%-10s %s\n' "$i" "${FLAGS[$i]}"; done; exit 0; fi
+SEL=("$@"); [ ${#SEL[@]} = 0 ] && SEL=("${IDS[@]}")
+for i in "${SEL[@]}"; do [ -n "${FLAGS[$i]:-}" ] || { echo "matrix.sh: unknown scenario '$i' (known: ${IDS[*]})" >&2; exit 2; }; done
+IFS=, read -ra MS <<< "$MODELS"; IFS=, read -ra DS <<< "$DTYPES"; IFS=, read -ra SS <<< "$SCHEDS"
+for m in "${MS[@]}"; do [ -n "${MODEL[$m]:-}" ] || { echo "matrix.sh: -m: unknown model '$m' (gpt2, llama3)" >&2; exit 2; }; done
+for d in "${DS[@]}"; do case $d in float32|bfloat16) ;; *) echo "matrix.sh: -d: '$d' is not float32 or bfloat16" >&2; exit 2;; esac; done
+for s in "${SS[@]}"; do [ -n "${SCHED[$s]:-}" ] || { echo "matrix.sh: -s: unknown schedule '$s' (${!SCHED[*]})" >&2; exit 2; }; done
+
+# run DIR NAME FLAGS...: one trainer run with --log_json; 0 if it finished.
+run() {
+  local dir=$1 name=$2; shift 2
+  $CS "$@" --log_json="$dir/$name.jsonl" > "$dir/$name.log" 2>&1
+}
+# compare A B LOSS_ATOL: compare.py's summary line; LRs must be bit-identical (relative tolerance 0).
+compare() { $PY "$HERE/compare.py" "$1" "$2" --lr-rtol=0 --loss-atol="$3" --quiet --labels=a,b 2>&1 | tail -1; }
+field() { sed -n "s/.*$1 \([0-9.e+-]*\).*/\1/p" <<< "$2"; }
+# Mean tokens/s over steps 2..N and the optimizer-state bytes per rank (the trainer's final JSON record).
+figures() {
+  $PY - "$1" <<'PY'
+import json, sys
+tps, opt = [], "-"
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if "tok_per_s" in o and o.get("step", 0) > 1: tps.append(o["tok_per_s"])
+    if "optimizer_state_bytes_per_rank" in o: opt = str(o["optimizer_state_bytes_per_rank"])
+print(f"{sum(tps) / len(tps):.0f}" if tps else "-", opt)
+PY
+}
+
+pass=0; failn=0; T0=$(date +%s)
+mkdir -p "$OUT"
+printf '%-34s %-28s %-11s %-6s %-6s %9s %12s\n' scenario layout "max|dloss|" LR twin "tok/s" "opt B/rank"
+for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
+  dir="$OUT/$m-$d-$s"; rm -rf "$dir"; mkdir -p "$dir"
+  tol=1e-5; [ "$d" = bfloat16 ] && tol=1e-2
+  read -ra SF <<< "${SCHED[$s]}"
+  base=(--model="${MODEL[$m]}" --dtype="$d" "${COMMON[@]}" "${SF[@]}")
+  if ! run "$dir" baseline "${base[@]}" "${BASELINE[@]}"; then
+    echo "$m-$d-$s: the single-device baseline failed: $(tail -1 "$dir/baseline.log")"; failn=$((failn + ${#SEL[@]})); continue
+  fi
+  for i in "${SEL[@]}"; do
+    read -ra F <<< "${FLAGS[$i]}"
+    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/' <<< "${FLAGS[$i]}")
+    ok=1; dl="-"; lr="-"; tw="-"; tps="-"; opt="-"
+    if run "$dir" "$i" "${base[@]}" "${F[@]}"; then
+      c=$(compare "$dir/baseline.jsonl" "$dir/$i.jsonl" "$tol")
+      dl=$(field "max loss abs diff" "$c"); lr=$([ "$(field "max LR rel diff" "$c")" = "0.000e+00" ] && echo same || echo DIFF)
+      [[ "$c" == *PASS ]] || ok=0
+      if [ "${TWIN[$i]}" != - ]; then
+        if [ -s "$dir/${TWIN[$i]}.jsonl" ] || run "$dir" "${TWIN[$i]}" "${base[@]}" ${FLAGS[${TWIN[$i]}]}; then
+          t=$(compare "$dir/${TWIN[$i]}.jsonl" "$dir/$i.jsonl" 0)
+          if [[ "$t" == *PASS ]]; then tw=bits; else tw=DIFF; ok=0; fi
+        else tw=FAIL; ok=0; fi
+      fi
+      read -r tps opt < <(figures "$dir/$i.jsonl")
+    else
+      ok=0; dl="run failed: $(tail -1 "$dir/$i.log" | cut -c1-60)"
+    fi
+    printf '%-34s %-28s %-11s %-6s %-6s %9s %12s %s\n' "$name" "$layout" "$dl" "$lr" "$tw" "$tps" "$opt" "$([ $ok = 1 ] && echo PASS || echo FAIL)"
+    if [ $ok = 1 ]; then pass=$((pass + 1)); else failn=$((failn + 1)); fi
+  done
+done; done; done
+echo "($(( $(date +%s) - T0 )) s, logs in $OUT)"
+echo "matrix: $pass passed, $failn failed"
+[ $failn = 0 ]

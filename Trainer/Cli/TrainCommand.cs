@@ -107,11 +107,15 @@ public static class TrainCommand
         int valEvery = v.GetInt32("val_loss_every", 0);
         if (valEvery > 0 && valBin.Length == 0 && inputBin.Length > 0) throw new UsageException("--val_loss_every needs --input_val_bin (only the embedded dataset has a default validation split)");
         foreach (var (flag, path) in new[] { ("input_bin", inputBin), ("input_val_bin", valBin), ("llmc_filepath", v.GetString("llmc_filepath")) })
+        {
+            if (path.Length > 0 && Directory.Exists(path)) throw new RuntimeFailure($"--{flag}: '{path}' is a directory, not a file");
             if (path.Length > 0 && !File.Exists(path)) throw new RuntimeFailure($"--{flag}: file '{path}' does not exist");
+        }
+        if (load.Length > 0 && File.Exists(load)) throw new RuntimeFailure($"--load: '{load}' is a file, not a checkpoint directory (give a checkpoint_step_* directory, or the --save folder holding them)");
         if (load.Length > 0 && !Directory.Exists(load)) throw new RuntimeFailure($"--load: checkpoint directory '{load}' does not exist");
         string logJson = v.GetString("log_json");
-        if (logJson.Length > 0 && Path.GetDirectoryName(Path.GetFullPath(logJson)) is { } d && !Directory.Exists(d))
-            throw new RuntimeFailure($"--log_json: directory '{d}' does not exist");
+        if (logJson.Length > 0) OutputDestination.CheckFile("--log_json", logJson);
+        if (save.Length > 0) OutputDestination.CheckDirectory("--save", save);
 
         var model = ModelBinding.Resolve(v.GetString("model"), v.GetString("llmc_filepath"), dtype == "bfloat16", v.GetInt("seed"));
         if (T > model.BlockSize) throw new UsageException($"--sequence_length={T} exceeds the block size {model.BlockSize} of model '{model.Name}'");
@@ -129,6 +133,7 @@ public static class TrainCommand
             LoadDir = load.Length > 0 ? load : null, LogJson = logJson.Length > 0 ? logJson : null,
             Progress = v.GetBool("progress"), NumThreads = v.GetInt32("num_threads", 0),
             ModelDescription = model.Description,
+            DataName = inputBin.Length > 0 ? inputBin : "embedded:" + Trainer.Data.EmbeddedData.Name,
         };
         return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1));
     }

@@ -44,6 +44,7 @@ public sealed class CheckpointMeta
     [JsonPropertyName("total_batch_size")] public int? TotalBatchSize { get; set; }
     [JsonPropertyName("batch_size")] public int? BatchSize { get; set; }
     [JsonPropertyName("grad_clip")] public double? GradClip { get; set; }
+    [JsonPropertyName("device")] public string? Device { get; set; }
     [JsonPropertyName("data")] public string? DataName { get; set; }
     [JsonPropertyName("data_sha256")] public string? DataSha256 { get; set; }
 }

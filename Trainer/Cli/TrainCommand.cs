@@ -38,10 +38,10 @@ public static class TrainCommand
         f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
         f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
-        f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval.", ck);
+        f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval. Refused if it holds\nanother run's checkpoints (continue that run with --load DIR --save DIR).", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
-        f.Int("keep_last", 3, "Keep only the newest N checkpoints; 0 = keep all.", ck, "max_checkpoint_keep");
-        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it).", ck);
+        f.Int("keep_last", 3, "Keep only the newest N checkpoints of this run; 0 = keep all.", ck, "max_checkpoint_keep");
+        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it.", ck);
         f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s).", lg);
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);

@@ -73,6 +73,8 @@ public sealed class TrainingRun
             yield return $"resume: --batch_size changed {b} -> {_o.BatchSize} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.DataParallel != _o.DataParallel)
             yield return $"resume: --nthread_per_process changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
+        if (c.Meta.Device is { } dev && dev != _o.Device)
+            yield return $"resume: --device changed {dev} -> {_o.Device} (same computation on other hardware; losses may differ in the last bits)";
         if (c.Meta.DataName is { } d && d != DataName)
             yield return $"resume: training data now read from {DataName} (the same tokens as the checkpoint's {d})";
     }
@@ -249,6 +251,7 @@ public sealed class TrainingRun
                     TotalBatchSize = _o.TotalBatchSize,
                     BatchSize = _o.BatchSize,
                     GradClip = _o.GradClip,
+                    Device = _o.Device,
                     DataName = DataName,
                     DataSha256 = _dataSha256,
                 };

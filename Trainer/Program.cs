@@ -3,6 +3,7 @@ using Trainer.Cli;
 // Trainer [train] [flags]      train GPT-2 / LLaMA-3 (the default command when the first argument is a flag or absent)
 // Trainer lr replay|preview    learning-rate tools (Trainer/LrTools)
 // Trainer prepare-data         tokenize text into llm.c token files (Trainer/Data)
+Trainer.EntryPoint.UsePlainTerminalWriters();
 return Trainer.EntryPoint.Main(args);
 
 namespace Trainer
@@ -13,6 +14,24 @@ namespace Trainer
             "usage: Trainer [train] [--flag=value ...]   train a model (default command; --help lists every flag)\n" +
             "       Trainer lr replay|preview ...        learning-rate schedule tools\n" +
             "       Trainer prepare-data ...             tokenize text into llm.c token files\n";
+
+        /// <summary>
+        /// On Unix, .NET's Console initialises the terminal on the first write to a console stream and sends terminfo's
+        /// keypad_xmit (<c>ESC[?1h ESC=</c>: application cursor keys), which it never undoes (dotnet/runtime's console,
+        /// known since .NET Core 2), so the shell's arrow keys misbehave after the run. The trainer only writes text, so
+        /// stdout and stderr, where they are terminals, get plain writers on file descriptors 1 and 2 that never
+        /// initialise the console. Redirected streams keep .NET's writers (nothing is sent there).
+        /// </summary>
+        public static void UsePlainTerminalWriters()
+        {
+            if (OperatingSystem.IsWindows()) return;
+            if (!Console.IsOutputRedirected) Console.SetOut(FdWriter(1));
+            if (!Console.IsErrorRedirected) Console.SetError(FdWriter(2));
+        }
+
+        static TextWriter FdWriter(int fd) =>
+            new StreamWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, bufferSize: 0),
+                new System.Text.UTF8Encoding(false)) { AutoFlush = true };
 
         public static int Main(string[] args)
         {

@@ -13,6 +13,7 @@ public static class CheckpointTests
     {
         Step = step, ConsumedSamples = step * 8L, Model = Id.Model, Schedule = Id.Schedule, Optimizer = Id.Optimizer,
         Dtype = Id.Dtype, SequenceLength = Id.SequenceLength, DataParallel = 1,
+        RngState = Convert.ToBase64String(new byte[CheckpointStore.RngStateLength]),
     };
 
     static Dictionary<string, Action<string>> Files(string tag) => new()

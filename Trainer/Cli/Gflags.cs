@@ -190,6 +190,10 @@ public sealed class FlagValues
     public int GetInt32(string name, long min = int.MinValue, long max = int.MaxValue)
     {
         long v = GetInt(name);
+        if (v > int.MaxValue && max == int.MaxValue)
+            throw new UsageException($"--{Def(name).Name}: '{Raw(name)}' is too large (at most {int.MaxValue}, a 32-bit integer)");
+        if (v < int.MinValue && min == int.MinValue)
+            throw new UsageException($"--{Def(name).Name}: '{Raw(name)}' is too small (at least {int.MinValue}, a 32-bit integer)");
         if (v < min || v > max)
             throw new UsageException($"--{Def(name).Name}: '{Raw(name)}' is out of range" + (max == int.MaxValue ? $" (must be >= {min})" : $" (must be in [{min}, {max}])"));
         return (int)v;

@@ -152,9 +152,11 @@ public static class SchedulerFlags
         string? path = t.StartsWith('@') ? t[1..] : (!t.StartsWith('{') && File.Exists(t) ? t : null);
         if (path is null)
         {
+            if (!t.StartsWith('{') && Directory.Exists(t)) throw new UsageException($"--lr_schedule: '{t}' is a directory, not a JSON file");
             if (!t.StartsWith('{')) throw new UsageException($"--lr_schedule: '{Short(arg)}' is neither JSON (starting with '{{'), @FILE, nor an existing file");
             return t;
         }
+        if (Directory.Exists(path)) throw new UsageException($"--lr_schedule: '{path}' is a directory, not a JSON file");
         if (!File.Exists(path)) throw new UsageException($"--lr_schedule: file '{path}' does not exist");
         return File.ReadAllText(path);
     }

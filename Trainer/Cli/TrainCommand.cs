@@ -38,10 +38,10 @@ public static class TrainCommand
         f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
         f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
-        f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval.", ck);
+        f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval. Refused if it holds\nanother run's checkpoints (continue that run with --load DIR --save DIR).", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
-        f.Int("keep_last", 3, "Keep only the newest N checkpoints; 0 = keep all.", ck, "max_checkpoint_keep");
-        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it).", ck);
+        f.Int("keep_last", 3, "Keep only the newest N checkpoints of this run; 0 = keep all.", ck, "max_checkpoint_keep");
+        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it.", ck);
         f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s).", lg);
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);
@@ -107,11 +107,15 @@ public static class TrainCommand
         int valEvery = v.GetInt32("val_loss_every", 0);
         if (valEvery > 0 && valBin.Length == 0 && inputBin.Length > 0) throw new UsageException("--val_loss_every needs --input_val_bin (only the embedded dataset has a default validation split)");
         foreach (var (flag, path) in new[] { ("input_bin", inputBin), ("input_val_bin", valBin), ("llmc_filepath", v.GetString("llmc_filepath")) })
+        {
+            if (path.Length > 0 && Directory.Exists(path)) throw new RuntimeFailure($"--{flag}: '{path}' is a directory, not a file");
             if (path.Length > 0 && !File.Exists(path)) throw new RuntimeFailure($"--{flag}: file '{path}' does not exist");
+        }
+        if (load.Length > 0 && File.Exists(load)) throw new RuntimeFailure($"--load: '{load}' is a file, not a checkpoint directory (give a checkpoint_step_* directory, or the --save folder holding them)");
         if (load.Length > 0 && !Directory.Exists(load)) throw new RuntimeFailure($"--load: checkpoint directory '{load}' does not exist");
         string logJson = v.GetString("log_json");
-        if (logJson.Length > 0 && Path.GetDirectoryName(Path.GetFullPath(logJson)) is { } d && !Directory.Exists(d))
-            throw new RuntimeFailure($"--log_json: directory '{d}' does not exist");
+        if (logJson.Length > 0) OutputDestination.CheckFile("--log_json", logJson);
+        if (save.Length > 0) OutputDestination.CheckDirectory("--save", save);
 
         var model = ModelBinding.Resolve(v.GetString("model"), v.GetString("llmc_filepath"), dtype == "bfloat16", v.GetInt("seed"));
         if (T > model.BlockSize) throw new UsageException($"--sequence_length={T} exceeds the block size {model.BlockSize} of model '{model.Name}'");
@@ -129,6 +133,7 @@ public static class TrainCommand
             LoadDir = load.Length > 0 ? load : null, LogJson = logJson.Length > 0 ? logJson : null,
             Progress = v.GetBool("progress"), NumThreads = v.GetInt32("num_threads", 0),
             ModelDescription = model.Description,
+            DataName = inputBin.Length > 0 ? inputBin : "embedded:" + Trainer.Data.EmbeddedData.Name,
         };
         return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1));
     }

@@ -149,12 +149,14 @@ public static class LlmcWeights
                     if (h[1] is not (Gpt2Fp32Version or Gpt2Bf16Version))
                         throw new LlmcFileException(path, $"unsupported GPT-2 weight file version {h[1]} (expected {Gpt2Fp32Version} fp32 or {Gpt2Bf16Version} bf16)");
                     bf16 = h[1] == Gpt2Bf16Version;
+                    CheckDimensions(path, h, ("max_seq_len", 2), ("vocab_size", 3), ("num_layers", 4), ("num_heads", 5), ("channels", 6), ("padded_vocab_size", 7));
                     cfg = ModelConfig.Gpt2(name, nLayer: h[4], nHead: h[5], nEmbd: h[6], blockSize: h[2], vocabSize: h[3], paddedVocabSize: h[7]);
                     break;
                 case LlmcMagic.Llama3Weights:
                     if (h[1] is not (Llama3Fp32Version or Gpt2Bf16Version))
                         throw new LlmcFileException(path, $"unsupported LLaMA-3 weight file version {h[1]} (expected {Llama3Fp32Version} fp32 or {Gpt2Bf16Version} bf16)");
                     bf16 = h[1] == Gpt2Bf16Version;
+                    CheckDimensions(path, h, ("block_size", 2), ("vocab_size", 3), ("n_layer", 4), ("n_head", 5), ("n_kv_head", 6), ("n_embd", 7));
                     if (h[10] is >= 0 and < 1000 && h[11] is >= 0 and < 1000)
                     {
                         // karpathy/llm.c layout: small ints at [10]/[11] are version major/minor (InfiniTrain has float bits there).
@@ -187,6 +189,17 @@ public static class LlmcWeights
         if (length > expected)
             throw new LlmcFileException(path, $"{length - expected} unexpected trailing bytes after the {count} parameters the header describes");
         return new Header(cfg, h[1], bf16, count, headerBytes);
+    }
+
+    /// <summary>Largest value a size field of a weight header may hold: far above any real model, low enough that derived sizes (4·C, C·C) cannot overflow.</summary>
+    public const int MaxHeaderDimension = 1 << 24;
+
+    /// <summary>Each size field of the header in [1, <see cref="MaxHeaderDimension"/>], named when it is not.</summary>
+    static void CheckDimensions(string path, int[] h, params (string Name, int Index)[] fields)
+    {
+        foreach (var (name, i) in fields)
+            if (h[i] < 1 || h[i] > MaxHeaderDimension)
+                throw new LlmcFileException(path, $"header field {name} (int {i}) = {h[i]} is out of range (must be in [1, {MaxHeaderDimension}])");
     }
 
     /// <summary>Number of values stored in a weight file for <paramref name="c"/>.</summary>

@@ -45,6 +45,9 @@ public sealed record TrainOptions
     /// <summary>Torch intra-op threads; 0 = (cores - 1) / DP (at least 1).</summary>
     public int NumThreads { get; init; }
 
+    /// <summary>Where the training tokens come from (a path or embedded:NAME); named in resume messages.</summary>
+    public string? DataName { get; init; }
+
     /// <summary>Identity of the model configuration (checked on resume).</summary>
     public string ModelDescription { get; init; } = "";
 

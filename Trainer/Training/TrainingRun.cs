@@ -30,6 +30,7 @@ public sealed class TrainingRun
     readonly LossFunction _loss;
     readonly DistributedBatches _data;
     readonly TextWriter _out;
+    readonly string _dataSha256;
 
     public TrainingRun(TrainOptions options, ReplicaFactory factory, LossFunction loss, int[] trainTokens, TextWriter output)
     {
@@ -37,6 +38,7 @@ public sealed class TrainingRun
         if (options.TotalBatchSize % options.TokensPerMicroStep != 0)
             throw new UsageException($"--total_batch_size={options.TotalBatchSize} is not divisible by batch_size x sequence_length x DP = {options.BatchSize} x {options.SequenceLength} x {options.DataParallel} = {options.TokensPerMicroStep}");
         _data = new DistributedBatches(trainTokens, options.BatchSize, options.SequenceLength, options.DataParallel);
+        _dataSha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(trainTokens.AsSpan())));
     }
 
     /// <summary>Test hook: called after every step with each rank's replica.</summary>
@@ -54,7 +56,28 @@ public sealed class TrainingRun
         _ => $"AdamW(betas=({_o.Beta1:R}, {_o.Beta2:R}), eps={_o.Eps:R}, weight_decay={_o.WeightDecay:R})",
     };
 
-    CheckpointIdentity Identity => new(_o.ModelDescription, ScheduleDescription, OptimizerDescription, _o.BFloat16 ? "bfloat16" : "float32", _o.SequenceLength);
+    /// <summary>What a checkpoint must share with this run to be resumed (README "Resume": the rest is accepted with a note).</summary>
+    CheckpointIdentity Identity => new(_o.ModelDescription, ScheduleDescription, OptimizerDescription, _o.BFloat16 ? "bfloat16" : "float32", _o.SequenceLength)
+    {
+        Seed = _o.Seed, LearningRate = _o.LearningRate, TotalBatchSize = _o.TotalBatchSize, GradClip = _o.GradClip,
+        DataSha256 = _dataSha256, DataName = DataName,
+    };
+
+    string DataName => _o.DataName ?? "the training tokens";
+
+    /// <summary>Settings that may change on resume (they split the same global batch differently), said aloud.</summary>
+    IEnumerable<string> ResumeNotes(CheckpointInfo c)
+    {
+        foreach (var n in c.Notes) yield return n;
+        if (c.Meta.BatchSize is int b && b != _o.BatchSize)
+            yield return $"resume: --batch_size changed {b} -> {_o.BatchSize} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
+        if (c.Meta.DataParallel != _o.DataParallel)
+            yield return $"resume: --nthread_per_process changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
+        if (c.Meta.Device is { } dev && dev != _o.Device)
+            yield return $"resume: --device changed {dev} -> {_o.Device} (same computation on other hardware; losses may differ in the last bits)";
+        if (c.Meta.DataName is { } d && d != DataName)
+            yield return $"resume: training data now read from {DataName} (the same tokens as the checkpoint's {d})";
+    }
 
     /// <summary>Resolves and verifies the checkpoint named by --load (no side effects). Call before writing anything.</summary>
     public CheckpointInfo? VerifyLoad() => _o.LoadDir is null ? null : CheckpointStore.Verify(_o.LoadDir, Identity);
@@ -86,6 +109,10 @@ public sealed class TrainingRun
     {
         int W = _o.DataParallel, A = _o.GradAccumulationSteps;
         resume ??= VerifyLoad();
+        // The run's lineage: a fresh run draws an id, a resumed one carries the checkpoint's ("" for checkpoints without one).
+        string runId = resume is null ? Guid.NewGuid().ToString("N") : resume.Meta.RunId ?? "";
+        if (_o.SaveDir is not null && CheckpointStore.SaveConflict(_o.SaveDir, runId, resume?.Meta.Step ?? 0) is { } conflict)
+            throw new UsageException($"--save: {conflict}; save into another folder, or --load that run to continue it");
         // Auto: leave a core for the runtime; on 2 cores libtorch's 2-thread pool spin-waits and ran 2x slower than 1 thread.
         int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / W);
         torch.set_num_threads(threads);
@@ -113,8 +140,8 @@ public sealed class TrainingRun
             var c = resume;
             foreach (var rep in replicas)
             {
-                rep.Model.load(c.ModelPath);
-                rep.Optimizer.load_state_dict(c.OptimizerPath);
+                LoadFile(c, CheckpointStore.ModelFile, () => rep.Model.load(c.ModelPath));
+                LoadFile(c, CheckpointStore.OptimizerFile, () => rep.Optimizer.load_state_dict(c.OptimizerPath));
             }
             if (scheduler is not null)
             {
@@ -146,7 +173,11 @@ public sealed class TrainingRun
         using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
         log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={W}, torch threads={threads})");
         log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
-        if (resume is not null) log.Info($"resumed from {resume.Directory} at step {startStep}");
+        if (resume is not null)
+        {
+            foreach (var note in ResumeNotes(resume)) log.Info(note);
+            log.Info($"resumed from {resume.Directory} at step {startStep}");
+        }
 
         for (int step = startStep; step < _o.NumIterations; step++)
         {
@@ -215,6 +246,14 @@ public sealed class TrainingRun
                     Seed = _o.Seed,
                     DataParallel = W,
                     RngState = RngState(),
+                    RunId = runId,
+                    LearningRate = _o.LearningRate,
+                    TotalBatchSize = _o.TotalBatchSize,
+                    BatchSize = _o.BatchSize,
+                    GradClip = _o.GradClip,
+                    Device = _o.Device,
+                    DataName = DataName,
+                    DataSha256 = _dataSha256,
                 };
                 var rep0 = replicas[0];
                 string dir = CheckpointStore.Save(_o.SaveDir, meta, _o.KeepLast, new Dictionary<string, Action<string>>
@@ -229,6 +268,16 @@ public sealed class TrainingRun
 
         foreach (var rep in replicas) { rep.Optimizer.Dispose(); rep.Model.Dispose(); }
         return records;
+    }
+
+    /// <summary>A file that passed its checksum but does not load (a hand-edited, re-hashed checkpoint) is named.</summary>
+    static void LoadFile(CheckpointInfo c, string file, Action load)
+    {
+        try { load(); }
+        catch (Exception e) when (e is not RuntimeFailure and not OutOfMemoryException)
+        {
+            throw new RuntimeFailure($"checkpoint {c.Directory}: {file} cannot be loaded ({e.GetType().Name}: {e.Message})");
+        }
     }
 
     DistributedBatches? _val;

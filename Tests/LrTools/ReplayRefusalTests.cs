@@ -137,6 +137,16 @@ public static class ReplayRefusalTests
             }
             finally { Directory.Delete(dir, true); }
         }),
+        Spec.Case("a scheduler state (checkpoint) with a key given twice is a SchedulerStateException naming the key", () =>
+        {
+            var s = Schedules.Torch.LRSchedulers.Create(new StepLR(2, 0.5), new Schedules.Torch.InMemoryParamGroups(new[] { 0.1 }, 0.9));
+            s.Step();
+            var json = s.StateDict().ToJson();
+            Must.True(Schedules.Torch.SchedulerState.FromJson(json) is not null, "the state reads back");
+            var dup = json.Replace("\"last_epoch\"", "\"last_epoch\":7,\"last_epoch\"");
+            var e = Must.Throws<Schedules.Torch.SchedulerStateException>(() => Schedules.Torch.SchedulerState.FromJson(dup), "duplicate key");
+            Must.Contains(e.Message, "last_epoch", "key named");
+        }),
         Spec.Case("lr preview with a key given twice: exit 2 naming the path (no crash)", () =>
         {
             var r = Kit.Run("--lr-schedule=" + DupRoot, "--steps=5");

@@ -26,8 +26,8 @@ public static class TrainCommand
         f.Double("learning_rate", 1e-2, "Peak (base) learning rate (the default suits the tiny CPU models; GPT-2 124M wants about 6e-4).", opt);
         f.String("optimizer", "adamw", "Optimizer: sgd|adam|adamw.", opt);
         f.Double("weight_decay", 0.0, "Weight decay (AdamW: decoupled; SGD/Adam: L2).", opt);
-        f.Double("beta1", 0.9, "Adam/AdamW beta1.", opt);
-        f.Double("beta2", 0.95, "Adam/AdamW beta2.", opt);
+        f.Double("beta1", 0.9, "Adam/AdamW beta1, in [0, 1).", opt);
+        f.Double("beta2", 0.95, "Adam/AdamW beta2, in [0, 1).", opt);
         f.Double("eps", 1e-8, "Adam/AdamW eps.", opt);
         f.Double("momentum", 0.0, "SGD momentum.", opt);
         f.Bool("nesterov", false, "SGD Nesterov momentum (needs --momentum > 0).", opt);
@@ -35,14 +35,14 @@ public static class TrainCommand
         SchedulerFlags.Define(f);
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
-        f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
-        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
+        f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step. On the CPU at most max(8, 4 x cores).", par, "dp");
+        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1; at most 4 x CPU cores.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval.", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
         f.Int("keep_last", 3, "Keep only the newest N checkpoints; 0 = keep all.", ck, "max_checkpoint_keep");
         f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it).", ck);
-        f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s).", lg);
+        f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s);\na non-finite loss is null (it also stops the run).", lg);
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);
         f.Int("val_max_steps", 4, "Validation batches per evaluation (per rank).", lg);
@@ -166,7 +166,7 @@ public static class TrainCommand
             if (applied <= float.MaxValue) return null;
             return !Adam
                 ? $"{lr:G4} is beyond float32's largest value {float.MaxValue:G4}; libtorch cannot apply it to the parameters"
-                : $"Adam's step {step} applies lr / (1 - beta1^{step}) = {applied:G4} (beta1 = {beta1:R}), beyond float32's largest value {float.MaxValue:G4}; libtorch cannot apply it to the parameters";
+                : $"Adam(W)'s step {step} applies lr / (1 - beta1^{step}) = {applied:G4} (beta1 = {beta1:R}), beyond float32's largest value {float.MaxValue:G4}; libtorch cannot apply it to the parameters";
         }
     }
 

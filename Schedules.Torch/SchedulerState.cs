@@ -52,7 +52,8 @@ public sealed record SchedulerState(
     public static SchedulerState FromJson(string json)
     {
         JsonObject o;
-        try { o = JsonNode.Parse(json) as JsonObject ?? throw new SchedulerStateException("a scheduler state must be a JSON object"); }
+        // A key given twice is refused here (JsonException) rather than by an ArgumentException when it is read.
+        try { o = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject ?? throw new SchedulerStateException("a scheduler state must be a JSON object"); }
         catch (JsonException e) { throw new SchedulerStateException("the scheduler state is not valid JSON: " + e.Message); }
         try
         {

@@ -42,11 +42,50 @@ public static class ScheduleJson
 
     public static Validation<ScheduleProblem, Schedule> TryParse(JsonNode? node)
     {
+        // A parsed JsonObject keeps a key given twice until it is read, then throws ArgumentException: refuse it first.
+        var duplicates = node is null ? [] : DuplicateKeys(node.ToJsonString());
+        if (duplicates.Count > 0) return Validation<ScheduleProblem, Schedule>.Fail(duplicates.ToSeq());
         var problems = new List<ScheduleProblem>();
         var s = new Reader(problems).Node(node, "$");
         return problems.Count == 0 && s is not null
             ? Validation<ScheduleProblem, Schedule>.Success(s)
             : Validation<ScheduleProblem, Schedule>.Fail(problems.ToSeq());
+    }
+
+    /// <summary>Every key given twice in one object, at that object's JSON path ($, $.schedulers[1], $.lr_lambda[0], ...).</summary>
+    static List<ScheduleProblem> DuplicateKeys(string json)
+    {
+        var found = new List<ScheduleProblem>();
+        var reader = new Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(json));
+        var open = new Stack<Container>();
+        string ChildPath() => open.Count == 0 ? "$" : open.Peek().Keys is null ? $"{open.Peek().Path}[{open.Peek().Index}]" : $"{open.Peek().Path}.{open.Peek().Key}";
+        void ValueDone() { if (open.Count > 0 && open.Peek().Keys is null) open.Peek().Index++; }
+        while (reader.Read())
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.StartObject: open.Push(new Container(ChildPath(), [])); break;
+                case JsonTokenType.StartArray: open.Push(new Container(ChildPath(), null)); break;
+                case JsonTokenType.EndObject or JsonTokenType.EndArray: open.Pop(); ValueDone(); break;
+                case JsonTokenType.PropertyName:
+                    var top = open.Peek();
+                    top.Key = reader.GetString()!;
+                    if (!top.Keys!.Add(top.Key))
+                        found.Add(new ScheduleProblem(top.Path, top.Key, "(repeated)", "given more than once in this object (JSON readers disagree on which value wins)"));
+                    break;
+                default: ValueDone(); break;
+            }
+        }
+        return found;
+    }
+
+    /// <summary>An object (with the keys seen so far) or an array (with the index of its next element) being read.</summary>
+    sealed class Container(string path, System.Collections.Generic.HashSet<string>? keys)
+    {
+        public string Path { get; } = path;
+        public System.Collections.Generic.HashSet<string>? Keys { get; } = keys;
+        public string Key { get; set; } = "";
+        public int Index { get; set; }
     }
 
     static Seq<ScheduleProblem> Seq1(ScheduleProblem p) => new[] { p }.ToSeq();

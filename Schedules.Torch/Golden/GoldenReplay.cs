@@ -34,7 +34,8 @@ public static class GoldenReplay
             line++;
             if (string.IsNullOrWhiteSpace(text)) continue;
             JsonObject? o;
-            try { o = JsonNode.Parse(text) as JsonObject; }
+            // A key given twice is refused here rather than crashing the case that reads it.
+            try { o = JsonNode.Parse(text, documentOptions: new System.Text.Json.JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject; }
             catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path}:{line}: not valid JSON: {e.Message}"); }
             yield return o ?? throw new InvalidDataException($"{path}:{line}: a case must be a JSON object");
         }
@@ -79,7 +80,7 @@ public static class GoldenReplay
                 return MayRefuse ? CaseOutcome.Pass(id) : CaseOutcome.Fail(id, "we refused what PyTorch accepted: " + e.Message);
             }
             if (_refused) return CaseOutcome.Fail(id, "PyTorch refused the construction (" + PyError + ") but we accepted it");
-            if (_trace is null) return CaseOutcome.Fail(id, "case has no trace");
+            if (Incomplete(schedule) is { } missing) return CaseOutcome.Fail(id, "cannot check the case: " + missing);
 
             if (Compare(0, groups, sched) is { } f0) return CaseOutcome.Fail(id, f0);
             string? state = null;
@@ -109,6 +110,46 @@ public static class GoldenReplay
             }
             return CaseOutcome.Pass(id);
         }
+
+        /// <summary>
+        /// Why the case cannot be checked in full, or null. Complete (FORMAT.md): trace[0..steps] (up to the failing step
+        /// for error_at_step), one number per param group in every row; last_lr (rows may be null) and momentum the same
+        /// length; momentum wherever the schedule cycles it; one metric per step for ReduceLROnPlateau.
+        /// </summary>
+        string? Incomplete(Schedule schedule)
+        {
+            int groups = _lrs.Length;
+            if (groups == 0) return "lrs is empty (no param groups)";
+            if (_steps < 0) return $"steps is {_steps}";
+            if (_errorAtStep is { } es && (es < 1 || es > _steps)) return $"error_at_step.step is {es}, outside 1..steps ({_steps})";
+            int rows = _errorAtStep ?? _steps + 1;
+            if (Rows("trace", _trace, rows, groups, nullRows: false) is { } t) return t;
+            if (_lastLr is not null && Rows("last_lr", _lastLr, rows, groups, nullRows: true) is { } l) return l;
+            if (schedule.CyclesMomentum && _momentum is null) return "no momentum trace, though the schedule cycles momentum";
+            if (_momentum is not null && Rows("momentum", _momentum, rows, groups, nullRows: false) is { } m) return m;
+            if (schedule.IsMetricDriven)
+            {
+                int need = rows - 1;
+                if (_metrics is null) return $"no metrics (ReduceLROnPlateau needs one per step, {need})";
+                if (_metrics.Count < need || _metrics.Take(need).Any(x => !IsNumber(x))) return $"metrics has {_metrics.Count} entries, {need} numbers needed";
+            }
+            return null;
+        }
+
+        static string? Rows(string field, JsonArray? rows, int want, int groups, bool nullRows)
+        {
+            if (rows is null) return $"no {field}";
+            if (rows.Count != want) return $"{field} has {rows.Count} rows, expected {want}";
+            for (int i = 0; i < rows.Count; i++)
+            {
+                if (rows[i] is null && nullRows) continue;
+                if (rows[i] is not JsonArray r || r.Count != groups || r.Any(x => !IsNumber(x)))
+                    return $"{field}[{i}] is {rows[i]?.ToJsonString() ?? "null"}, not a list of {groups} numbers (one per param group)";
+            }
+            return null;
+        }
+
+        static bool IsNumber(JsonNode? x) => x is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number;
 
         (InMemoryParamGroups, ILRScheduler) Create(Schedule s)
         {

@@ -179,7 +179,9 @@ public static class CliTests
             if (c != 0) throw new Exception("setup run failed: " + e);
             var log = Path.Combine(dir, "log.jsonl");
             ExpectFail(1, new[] { "lr schedule differs" }, run.Concat(new[] { "--load", save, "--lr_scheduler=steplr", "--log_json", log }).ToArray());
-            ExpectFail(1, new[] { "model configuration differs" }, run.Concat(new[] { "--load", save, "--model=llama3-tiny", "--log_json", log }).ToArray());
+            var data32 = Path.Combine(dir, "train32.bin"); // a LLaMA-3 model reads uint32 token files
+            WriteTokens(data32, Pattern(3000), magic: 20240801);
+            ExpectFail(1, new[] { "model configuration differs" }, run.Select(a => a == data ? data32 : a).Concat(new[] { "--load", save, "--model=llama3-tiny", "--log_json", log }).ToArray());
             ExpectFail(1, new[] { "optimizer differs" }, run.Concat(new[] { "--load", save, "--optimizer=sgd", "--log_json", log }).ToArray());
             ExpectFail(1, new[] { "does not exist" }, run.Concat(new[] { "--load", Path.Combine(dir, "none"), "--log_json", log }).ToArray());
             if (File.Exists(log)) throw new Exception("log written");
@@ -189,10 +191,10 @@ public static class CliTests
     public static Test Runs => Spec.Sequenced(Spec.List("cli.runs",
         Spec.Case("gpt2-tiny and llama3-tiny train from the command line: InfiniTrain log lines, JSON log, falling loss", () => WithDir(dir =>
         {
-            var data = Path.Combine(dir, "train.bin");
-            WriteTokens(data, Pattern(6000));
             foreach (var model in new[] { "gpt2-tiny", "llama3-tiny" })
             {
+                var data = Path.Combine(dir, model + ".bin"); // GPT-2 reads uint16 token files, LLaMA-3 uint32
+                WriteTokens(data, Pattern(6000), magic: model == "gpt2-tiny" ? 20240520 : 20240801);
                 var log = Path.Combine(dir, model + ".jsonl");
                 var (c, output, e) = Train("--model", model, "--input_bin", data, "--batch_size=2", "--sequence_length=32", "--total_batch_size=128",
                     "--num_iteration=6", "--learning_rate=3e-3", "--log_json", log, "--noprogress");

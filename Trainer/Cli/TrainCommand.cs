@@ -26,8 +26,8 @@ public static class TrainCommand
         f.Double("learning_rate", 1e-2, "Peak (base) learning rate (the default suits the tiny CPU models; GPT-2 124M wants about 6e-4).", opt);
         f.String("optimizer", "adamw", "Optimizer: sgd|adam|adamw.", opt);
         f.Double("weight_decay", 0.0, "Weight decay (AdamW: decoupled; SGD/Adam: L2).", opt);
-        f.Double("beta1", 0.9, "Adam/AdamW beta1.", opt);
-        f.Double("beta2", 0.95, "Adam/AdamW beta2.", opt);
+        f.Double("beta1", 0.9, "Adam/AdamW beta1, in [0, 1).", opt);
+        f.Double("beta2", 0.95, "Adam/AdamW beta2, in [0, 1).", opt);
         f.Double("eps", 1e-8, "Adam/AdamW eps.", opt);
         f.Double("momentum", 0.0, "SGD momentum.", opt);
         f.Bool("nesterov", false, "SGD Nesterov momentum (needs --momentum > 0).", opt);
@@ -35,14 +35,14 @@ public static class TrainCommand
         SchedulerFlags.Define(f);
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
-        f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step.", par, "dp");
-        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1.", par);
+        f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step. On the CPU at most max(8, 4 x cores).", par, "dp");
+        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1; at most 4 x CPU cores.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval. Refused if it holds\nanother run's checkpoints (continue that run with --load DIR --save DIR).", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
         f.Int("keep_last", 3, "Keep only the newest N checkpoints of this run; 0 = keep all.", ck, "max_checkpoint_keep");
         f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it.", ck);
-        f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s).", lg);
+        f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s);\na non-finite loss is null (it also stops the run).", lg);
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);
         f.Int("val_max_steps", 4, "Validation batches per evaluation (per rank).", lg);
@@ -75,6 +75,14 @@ public static class TrainCommand
             if (need > have) throw new RuntimeFailure($"--device={device} with --nthread_per_process={dp} needs {need} CUDA devices, {have} visible");
         }
         if (dp > 1 && device.StartsWith("cuda:")) throw new UsageException($"--device={device}: with --nthread_per_process={dp} use --device=cuda (rank i runs on cuda:i)");
+        int cores = Environment.ProcessorCount;
+        if (device == "cpu" && dp > MaxCpuRanks)
+            throw new UsageException($"--nthread_per_process={dp}: at most {MaxCpuRanks} ranks on the CPU (4 per core of this machine's {cores}, at least 8): " +
+                "each rank is a busy thread with its own model replica; for a larger global batch on fewer ranks raise --total_batch_size (gradient accumulation)");
+        int numThreads = v.GetInt32("num_threads", 0);
+        if (numThreads > 4 * cores)
+            throw new UsageException($"--num_threads: '{numThreads}' is out of range (must be in [0, {4 * cores}], 4 per core of this machine's {cores}): " +
+                "more intra-op threads than cores only slow libtorch down, and thousands may never start where threads are limited");
         string dtype = v.GetChoice("dtype", "float32", "bfloat16");
         long tokensPerFwd = (long)B * T * dp;
         if (total % tokensPerFwd != 0)
@@ -82,6 +90,11 @@ public static class TrainCommand
         string optName = v.GetChoice("optimizer", "sgd", "adam", "adamw");
         double lr = v.GetDouble("learning_rate", 0.0);
         double momentum = v.GetDouble("momentum", 0.0, 1.0);
+        double beta1 = Beta(v, "beta1"), beta2 = Beta(v, "beta2");
+        double weightDecay = v.GetDouble("weight_decay", 0.0);
+        if (weightDecay > float.MaxValue) throw new UsageException($"--weight_decay: '{v.Raw("weight_decay")}' does not fit float32 (at most {float.MaxValue:R}); libtorch applies it to the float32 parameters");
+        var lrLimit = new LrLimit(Adam: optName != "sgd");
+        if (lrLimit.Problem(lr, beta1, 1) is { } tooLarge) throw new UsageException($"--learning_rate: '{v.Raw("learning_rate")}' is too large: {tooLarge}");
         bool nesterov = v.GetBool("nesterov");
         if (nesterov && (optName != "sgd" || momentum <= 0)) throw new UsageException("--nesterov needs --optimizer=sgd and --momentum > 0");
 
@@ -91,17 +104,11 @@ public static class TrainCommand
         if (save.Length == 0 && saveInterval > 0) throw new UsageException($"--save_interval={saveInterval} needs --save=DIR");
 
         var schedFlags = SchedulerFlags.Read(v);
+        string schedFlag = schedFlags.ScheduleJson is not null ? "--lr_schedule" : $"--lr_scheduler={schedFlags.Scheduler}";
         Schedule? schedule;
         try { schedule = SchedulerFlags.FromFlags(schedFlags, lr, steps); }
-        catch (InvalidScheduleException e) { throw new UsageException((schedFlags.ScheduleJson is not null ? "--lr_schedule: " : $"--lr_scheduler={schedFlags.Scheduler}: ") + e.Message); }
-
-        if (schedule is not null && !schedule.IsMetricDriven)
-        {
-            // Step the schedule through the whole run now, so a schedule that fails at some step fails before training starts.
-            double mom = optName == "sgd" ? momentum : v.GetDouble("beta1");
-            try { schedule.Trace(new[] { lr }, steps, schedule.CyclesMomentum ? new[] { mom } : null); }
-            catch (ScheduleStepException e) { throw new UsageException($"lr schedule {schedule.ToJson()} fails: {e.Message}"); }
-        }
+        catch (InvalidScheduleException e) { throw new UsageException($"{schedFlag}: " + e.Message); }
+        if (schedule is not null) CheckScheduleRates(schedule, schedFlag, lr, steps, optName == "sgd" ? momentum : beta1, lrLimit);
 
         string inputBin = v.GetString("input_bin"), valBin = v.GetString("input_val_bin");
         int valEvery = v.GetInt32("val_loss_every", 0);
@@ -125,17 +132,100 @@ public static class TrainCommand
             BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, DataParallel = dp,
             Device = device, BFloat16 = dtype == "bfloat16", Seed = v.GetInt("seed"),
             Optimizer = optName switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => OptimizerKind.AdamW },
-            LearningRate = lr, WeightDecay = v.GetDouble("weight_decay", 0.0), Beta1 = v.GetDouble("beta1", 0.0, 1.0),
-            Beta2 = v.GetDouble("beta2", 0.0, 1.0), Eps = v.GetDouble("eps", 0.0), Momentum = momentum, Nesterov = nesterov,
+            LearningRate = lr, WeightDecay = weightDecay, Beta1 = beta1,
+            Beta2 = beta2, Eps = v.GetDouble("eps", 0.0), Momentum = momentum, Nesterov = nesterov,
             GradClip = v.GetDouble("grad_clip", 0.0),
             Schedule = schedule, ScheduleWantsMetric = schedule?.IsMetricDriven ?? false,
             SaveDir = save.Length > 0 ? save : null, SaveInterval = saveInterval, KeepLast = v.GetInt32("keep_last", 0),
             LoadDir = load.Length > 0 ? load : null, LogJson = logJson.Length > 0 ? logJson : null,
-            Progress = v.GetBool("progress"), NumThreads = v.GetInt32("num_threads", 0),
+            Progress = v.GetBool("progress"), NumThreads = numThreads,
             ModelDescription = model.Description,
             DataName = inputBin.Length > 0 ? inputBin : "embedded:" + Trainer.Data.EmbeddedData.Name,
         };
         return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1));
+    }
+
+    /// <summary>DP ranks on the CPU: 4 per core, at least 8 (InfiniTrain's usual 8-rank layout runs anywhere).</summary>
+    static int MaxCpuRanks => Math.Max(8, 4 * Environment.ProcessorCount);
+
+    /// <summary>Adam's betas: PyTorch requires 0 &lt;= beta &lt; 1 (beta = 1 never moves the average off its zero start).</summary>
+    static double Beta(FlagValues v, string name)
+    {
+        double b = v.GetDouble(name, 0.0, 1.0);
+        if (b == 1.0) throw new UsageException($"--{name}: '{v.Raw(name)}' is out of range (must be >= 0 and < 1, as PyTorch's Adam requires)");
+        return b;
+    }
+
+    /// <summary>
+    /// The largest LR the optimizer can apply: libtorch takes it as a float32 scalar (the parameters' precision), so it
+    /// must stay below float32's largest value, 3.4e38, after Adam/AdamW divide it by the bias correction 1 - beta1^t
+    /// (step t). Beyond it the first optimizer step fails with "value cannot be converted to type float without overflow".
+    /// (A smaller LR can still blow the weights up; the run then stops at the first non-finite loss.)
+    /// </summary>
+    sealed record LrLimit(bool Adam)
+    {
+        /// <summary>Why <paramref name="lr"/> at training step <paramref name="step"/> (beta1 then) cannot be applied, or null.</summary>
+        public string? Problem(double lr, double beta1, int step)
+        {
+            double applied = Adam ? lr / (1 - Math.Pow(beta1, step)) : lr;
+            if (applied <= float.MaxValue) return null;
+            return !Adam
+                ? $"{lr:G4} is beyond float32's largest value {float.MaxValue:G4}; libtorch cannot apply it to the parameters"
+                : $"Adam(W)'s step {step} applies lr / (1 - beta1^{step}) = {applied:G4} (beta1 = {beta1:R}), beyond float32's largest value {float.MaxValue:G4}; libtorch cannot apply it to the parameters";
+        }
+    }
+
+    /// <summary>
+    /// Steps the schedule through the whole run now, so that a schedule failing at some step, or giving a rate the
+    /// optimizer cannot use, is refused before training starts: a negative LR (refused like --learning_rate &lt; 0,
+    /// although PyTorch would train with it), an LR beyond <see cref="LrLimit"/>, a cycled momentum outside the
+    /// optimizer's range. ReduceLROnPlateau only lowers the LR, down to its min_lr, which must not be negative.
+    /// </summary>
+    static void CheckScheduleRates(Schedule schedule, string flag, double lr, int steps, double momentum, LrLimit limit)
+    {
+        if (schedule is ReduceLROnPlateau p)
+        {
+            foreach (var m in p.MinLr.Values)
+                if (m < 0) throw new UsageException($"{flag}: min_lr {m:R} is negative: ReduceLROnPlateau could lower the learning rate below 0 (refused like --learning_rate < 0)");
+            return;
+        }
+        bool adam = limit.Adam;
+        var run = schedule.Start(new[] { lr }, schedule.CyclesMomentum ? new[] { momentum } : null);
+        for (int k = 0; k <= steps; k++)
+        {
+            if (k > 0)
+            {
+                try { run.Step(); }
+                catch (ScheduleStepException e) { throw new UsageException($"lr schedule {schedule.ToJson()} fails: {e.Message}"); }
+            }
+            if (k == steps) break; // the scheduler steps once more after the last training step; that rate is never used
+            int step = k + 1;      // training step `step` runs with the rates after k scheduler steps
+            double rate = run.Lrs[0], mom = run.Momenta?[0] ?? momentum;
+            if (rate < 0)
+                throw new UsageException($"{flag}: the schedule {schedule.ToJson()} gives a negative learning rate {rate:R} at step {step} (refused like --learning_rate < 0; PyTorch would train with it and climb the loss)");
+            if (run.Momenta is not null && (mom < 0 || (adam && mom >= 1)))
+                throw new UsageException($"{flag}: the schedule cycles {(adam ? "Adam's beta1" : "the momentum")} to {mom:R} at step {step}, outside {(adam ? "[0, 1)" : "[0, inf)")}");
+            if (limit.Problem(rate, mom, step) is { } tooLarge)
+                throw new UsageException($"{flag}: the schedule's learning rate at step {step}, {rate:R}, is too large: {tooLarge}");
+        }
+    }
+
+    /// <summary>
+    /// The data must hold one global batch (B x DP sequences of T+1 tokens), and one optimizer step (its accumulation
+    /// steps' global batches) must fit in one epoch: a larger step would read the same tokens again within itself.
+    /// </summary>
+    static void CheckDataFits(Plan plan, int[] train, int[]? val)
+    {
+        var o = plan.Options;
+        string trainName = plan.InputBin is { } t ? $"--input_bin '{t}'" : $"the embedded dataset ({Trainer.Data.EmbeddedData.Name})";
+        var batches = new DistributedBatches(train, o.BatchSize, o.SequenceLength, o.DataParallel, trainName);
+        if (o.GradAccumulationSteps > batches.NumGlobalBatches)
+            throw new UsageException($"--total_batch_size={o.TotalBatchSize}: one optimizer step reads {o.GradAccumulationSteps} global batches of " +
+                $"{o.BatchSize} x {o.SequenceLength} x DP {o.DataParallel} tokens, but {trainName} holds only {batches.NumGlobalBatches} ({train.Length} tokens, one epoch); " +
+                $"lower --total_batch_size to at most {batches.NumGlobalBatches * o.TokensPerMicroStep}");
+        if (val is not null)
+            _ = new DistributedBatches(val, o.BatchSize, o.SequenceLength, o.DataParallel,
+                plan.InputValBin is { } vb ? $"--input_val_bin '{vb}'" : $"the embedded validation split ({Trainer.Data.EmbeddedData.Name})");
     }
 
     /// <summary>Runs <c>train</c>; returns the exit code (0 ok, 1 runtime failure, 2 usage).</summary>
@@ -150,9 +240,10 @@ public static class TrainCommand
         {
             var plan = BuildPlan(v);
             var tokens = plan.Model.LoadTokens(plan.InputBin, "--input_bin");
+            var valTokens = plan.InputValBin is not null || plan.EmbeddedVal ? plan.Model.LoadTokens(plan.InputValBin, "--input_val_bin", embeddedVal: true) : null;
+            CheckDataFits(plan, tokens, plan.ValLossEvery > 0 ? valTokens : null);
             var run = new TrainingRun(plan.Options, plan.Model.Factory, plan.Model.Loss, tokens, output);
-            if (plan.InputValBin is not null || plan.EmbeddedVal)
-                run.Validation = new ValidationSet(plan.Model.LoadTokens(plan.InputValBin, "--input_val_bin", embeddedVal: true), plan.ValLossEvery, plan.ValMaxSteps);
+            if (valTokens is not null) run.Validation = new ValidationSet(valTokens, plan.ValLossEvery, plan.ValMaxSteps);
             var resume = run.VerifyLoad();
             var c = plan.Model.Config;
             output.WriteLine($"model {plan.Model.Name}: {c.Kind}, L={c.NLayer}, H={c.NHead}, KV={c.NKvHead}, C={c.NEmbd}, V={c.VocabSize}, block={c.BlockSize}, " +

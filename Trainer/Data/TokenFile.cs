@@ -135,15 +135,15 @@ public sealed class TokenFile : IDisposable
     {
         if (start < 0 || start + dst.Length > Count)
             throw new ArgumentOutOfRangeException(nameof(start), $"tokens [{start}, {start + dst.Length}) outside [0, {Count}) of {Source}");
+        if (dst.Length == 0) return;
         long offset = HeaderBytes + start * BytesPerToken;
         if (bytes is not null)
         {
             var src = bytes.AsSpan(checked((int)offset), dst.Length * BytesPerToken);
             if (Format == TokenFormat.Gpt2) { var u = MemoryMarshal.Cast<byte, ushort>(src); for (int i = 0; i < dst.Length; i++) dst[i] = u[i]; }
-            else MemoryMarshal.Cast<byte, int>(src).CopyTo(dst);
+            else { MemoryMarshal.Cast<byte, int>(src).CopyTo(dst); RefuseIdsAbove2To31(start, dst); }
             return;
         }
-        if (dst.Length == 0) return;
         if (Format == TokenFormat.Gpt2)
         {
             var tmp = new ushort[dst.Length];
@@ -155,7 +155,19 @@ public sealed class TokenFile : IDisposable
             var tmp = new int[dst.Length];
             view!.ReadArray(offset, tmp, 0, tmp.Length);
             tmp.CopyTo(dst);
+            RefuseIdsAbove2To31(start, dst);
         }
+    }
+
+    /// <summary>
+    /// uint32 ids are handed out as int: one of 2^31 or more would read as negative (and index anything). No vocabulary
+    /// comes near 2^31 ids (LLaMA-3 has 128,256), so such an id is out of vocabulary for every model.
+    /// </summary>
+    void RefuseIdsAbove2To31(long start, ReadOnlySpan<int> ids)
+    {
+        for (int i = 0; i < ids.Length; i++)
+            if (ids[i] < 0)
+                throw new LlmcFileException(Source, $"token {start + i} has id {(uint)ids[i]}, out of vocabulary for every model (ids must be below 2^31)");
     }
 
     /// <summary>Tokens [start, start+count) as a new int array.</summary>

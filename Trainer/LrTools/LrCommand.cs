@@ -24,7 +24,8 @@ public static class LrCommand
     const string Usage = """
         usage: Trainer lr replay FILE.jsonl[.gz]... [--rtol=1e-10] [--verbose]
                Replays golden PyTorch traces through the library; prints failures with case ids and
-               ends with `replay: N passed, N failed` (exit code 1 if any failed).
+               ends with `replay: N passed, N failed` (exit code 1 if any failed). A case that cannot be checked in
+               full (a trace shorter than its steps, a null row) fails; a file with no cases is an error (exit 1).
                Trainer lr preview --lr-schedule=JSON|@FILE [--steps=N] [--format=table|csv|ascii|png] ...
                Prints a schedule's LR per step as a table, CSV, terminal chart or PNG (--help for all flags).
                Trainer lr plot-logs A.jsonl [B.jsonl ...] --output=FILE.png [--labels=A,B] [--title=TEXT]
@@ -58,16 +59,20 @@ public static class LrCommand
         foreach (var f in files)
         {
             if (!File.Exists(f)) { Console.Error.WriteLine($"lr replay: no such file: {f}"); return 1; }
+            int cases = 0;
             try
             {
                 foreach (var c in GoldenReplay.ReadCorpus(f))
                 {
+                    cases++;
                     var o = GoldenReplay.Check(c, rtol);
                     if (o.Passed) { passed++; if (verbose) Console.WriteLine($"ok   {o.Id}"); }
                     else { failed++; Console.WriteLine($"FAIL {o.Id}: {o.Failure}"); }
                 }
             }
-            catch (InvalidDataException e) { Console.Error.WriteLine($"lr replay: {e.Message}"); return 1; }
+            catch (InvalidDataException e) { Console.Error.WriteLine($"lr replay: {(e.Message.Contains(f) ? e.Message : $"{f}: {e.Message}")}"); return 1; }
+            // A corpus that checks nothing must not read as a pass.
+            if (cases == 0) { Console.Error.WriteLine($"lr replay: {f} holds no cases (an empty corpus checks nothing)"); return 1; }
         }
         Console.WriteLine($"replay: {passed} passed, {failed} failed");
         return failed == 0 ? 0 : 1;

@@ -18,7 +18,8 @@ public static class PlotLogsCommand
                                     [--width=W] [--height=H]
         Draws each --log_json file's learning rate (first param group) and train loss per step, and for two logs the
         absolute loss difference |A - B| per step, as three panels (each H pixels high, default 360; width default 900).
-        Lines are {"step": k, "loss": x, "lr": [..]} (field "lrs" or a single number also read).
+        Lines are {"step": k, "loss": x, "lr": [..]} (field "lrs" or a single number also read); a null loss (a non-finite
+        loss that stopped the run) is left out of the loss panels, and validation records {"step": k, "val_loss": x} are skipped.
         """;
 
     public sealed record LogRow(int Step, double Loss, double Lr);
@@ -36,9 +37,12 @@ public static class PlotLogsCommand
             {
                 using var d = JsonDocument.Parse(line);
                 var o = d.RootElement;
+                if (!o.TryGetProperty("loss", out var lossEl) && o.TryGetProperty("val_loss", out _)) continue; // a validation record
                 var lrEl = o.TryGetProperty("lr", out var l) ? l : o.GetProperty("lrs");
                 double lr = lrEl.ValueKind == JsonValueKind.Array ? lrEl[0].GetDouble() : lrEl.GetDouble();
-                rows.Add(new LogRow(o.GetProperty("step").GetInt32(), o.GetProperty("loss").GetDouble(), lr));
+                // null: a non-finite loss (the step that stopped the run); drawn as a gap.
+                double loss = lossEl.ValueKind == JsonValueKind.Null ? double.NaN : o.GetProperty("loss").GetDouble();
+                rows.Add(new LogRow(o.GetProperty("step").GetInt32(), loss, lr));
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
             {
@@ -56,13 +60,13 @@ public static class PlotLogsCommand
         {
             new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Select(r => ((double)r.Step, r.Lr)), SeriesStyle.Steps)).ToArray())
             { Title = (title is { Length: > 0 } ? title + ": " : "") + "learning rate per step", XLabel = "step", YLabel = "lr" }.Render(width, panelHeight),
-            new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Select(r => ((double)r.Step, r.Loss)))).ToArray())
+            new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Where(r => double.IsFinite(r.Loss)).Select(r => ((double)r.Step, r.Loss)))).ToArray())
             { Title = "train loss", XLabel = "step", YLabel = "loss" }.Render(width, panelHeight),
         };
         if (logs.Count == 2)
         {
-            var b = logs[1].Rows.ToDictionary(r => r.Step, r => r.Loss);
-            var diff = logs[0].Rows.Where(r => b.ContainsKey(r.Step)).Select(r => ((double)r.Step, Math.Abs(r.Loss - b[r.Step]))).ToArray();
+            var b = logs[1].Rows.Where(r => double.IsFinite(r.Loss)).ToDictionary(r => r.Step, r => r.Loss);
+            var diff = logs[0].Rows.Where(r => double.IsFinite(r.Loss) && b.ContainsKey(r.Step)).Select(r => ((double)r.Step, Math.Abs(r.Loss - b[r.Step]))).ToArray();
             if (diff.Length > 0)
                 panels.Add(new LineChart([ChartSeries.From($"|{logs[0].Label} - {logs[1].Label}|", diff)])
                 { Title = $"absolute loss difference (max {diff.Max(d => d.Item2).ToString("0.00e+00", Inv)})", XLabel = "step", YLabel = "|d loss|" }.Render(width, panelHeight));

@@ -55,22 +55,30 @@ public sealed class ModelBinding
 
     /// <summary>
     /// Tokens of <paramref name="path"/>, or of the embedded default dataset (train or val split, in the model family's
-    /// token width) when null; checked against the vocabulary.
+    /// token width) when null; checked against the model family's token width (GPT-2 uint16, LLaMA-3 uint32, as
+    /// InfiniTrain reads them) and the vocabulary.
     /// </summary>
     public int[] LoadTokens(string? path, string flag, bool embeddedVal = false)
     {
         int[] tokens;
+        var width = EmbeddedData.FormatFor(Config.Kind);
         try
         {
-            using var f = path is null ? EmbeddedData.Open(EmbeddedData.FormatFor(Config.Kind), embeddedVal) : TokenFile.Open(path);
+            using var f = path is null ? EmbeddedData.Open(width, embeddedVal) : TokenFile.Open(path);
+            if (f.Format != width)
+                throw new RuntimeFailure($"{flag}: '{f.Source}' holds {Describe(f.Format)}, but model '{Name}' ({Config.Kind}) reads {Describe(width)}; " +
+                    $"tokenize the text for it (Trainer prepare-data --format={(width == TokenFormat.Gpt2 ? "gpt2" : "llama3")})");
             if (f.Count > int.MaxValue) throw new RuntimeFailure($"{flag}: '{path}' has {f.Count} tokens, more than this trainer loads at once");
             tokens = f.ReadAll();
         }
         catch (LlmcFileException e) { throw new RuntimeFailure($"{flag}: {e.Message}"); }
-        int max = 0;
-        foreach (var t in tokens) if (t > max) max = t;
-        if (max >= Config.VocabSize)
-            throw new RuntimeFailure($"{flag}: token id {max} is outside the vocabulary of model '{Name}' (V = {Config.VocabSize}); was the file tokenized for another model family?");
+        for (int i = 0; i < tokens.Length; i++)
+            if (tokens[i] >= Config.VocabSize)
+                throw new RuntimeFailure($"{flag}: '{path ?? "embedded:" + EmbeddedData.Name}': token {i} has id {tokens[i]}, outside the vocabulary of model '{Name}' (V = {Config.VocabSize}); was the file tokenized for another model?");
         return tokens;
     }
+
+    static string Describe(TokenFormat f) => f == TokenFormat.Gpt2
+        ? $"GPT-2 uint16 tokens (magic {TokenFile.Gpt2Magic})"
+        : $"LLaMA-3 uint32 tokens (magic {TokenFile.Llama3Magic})";
 }

@@ -31,17 +31,28 @@ public sealed class StepLog : IDisposable
     public static string Format(StepRecord r) => string.Create(CultureInfo.InvariantCulture,
         $"step {r.Step,4}/{r.TotalSteps} | train loss {r.Loss:F6} | lr {r.Lrs[0].ToString("0.00e+00", CultureInfo.InvariantCulture)} | ({r.Millis:F2} ms | {r.TokensPerSecond:F0} tok/s, DP={r.DataParallel})");
 
+    /// <summary>
+    /// One JSON line. JSON has no NaN or infinity: a non-finite number is written as null, and a non-finite loss also
+    /// as <c>"loss_nonfinite": "NaN"|"Infinity"|"-Infinity"</c>, so every JSON parser reads the line.
+    /// </summary>
     public static string FormatJson(StepRecord r)
     {
         var sb = new StringBuilder();
         sb.Append("{\"step\":").Append(r.Step.ToString(CultureInfo.InvariantCulture));
-        sb.Append(",\"loss\":").Append(((double)r.Loss).ToString("R", CultureInfo.InvariantCulture));
-        sb.Append(",\"lr\":[").Append(string.Join(",", r.Lrs.Select(l => l.ToString("R", CultureInfo.InvariantCulture)))).Append(']');
-        sb.Append(",\"ms\":").Append(r.Millis.ToString("F3", CultureInfo.InvariantCulture));
-        sb.Append(",\"tok_per_s\":").Append(r.TokensPerSecond.ToString("F1", CultureInfo.InvariantCulture));
+        sb.Append(",\"loss\":").Append(JsonNumber(r.Loss));
+        if (!float.IsFinite(r.Loss)) sb.Append(",\"loss_nonfinite\":\"").Append(NonFiniteName(r.Loss)).Append('"');
+        sb.Append(",\"lr\":[").Append(string.Join(",", r.Lrs.Select(l => JsonNumber(l)))).Append(']');
+        sb.Append(",\"ms\":").Append(JsonNumber(r.Millis, "F3"));
+        sb.Append(",\"tok_per_s\":").Append(JsonNumber(r.TokensPerSecond, "F1"));
         sb.Append(",\"dp\":").Append(r.DataParallel).Append('}');
         return sb.ToString();
     }
+
+    /// <summary>A JSON number (round-trip precision unless <paramref name="format"/> says otherwise), or null when not finite.</summary>
+    public static string JsonNumber(double x, string format = "R") => double.IsFinite(x) ? x.ToString(format, CultureInfo.InvariantCulture) : "null";
+
+    /// <summary>"NaN", "Infinity" or "-Infinity".</summary>
+    public static string NonFiniteName(double x) => double.IsNaN(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity";
 
     public void Info(string line)
     {

@@ -204,9 +204,6 @@ public sealed class TrainingRun
             });
             globalBatch += A;
 
-            AllReduceMeanAndClip(replicas);
-            ranks.Run(r => { replicas[r].Optimizer.step(); });
-
             float stepLoss = rankLoss[0];
             if (W > 1)
             {
@@ -214,6 +211,19 @@ public sealed class TrainingRun
                 for (int r = 0; r < W; r++) sum += rankLoss[r];
                 stepLoss = sum / W;
             }
+            if (!float.IsFinite(stepLoss))
+            {
+                // Stop before the optimizer and the scheduler see it: its gradients would make every parameter NaN,
+                // and a checkpoint of them would resume nothing. The step is logged (JSON loss null), then the run ends.
+                sw.Stop();
+                log.Step(new StepRecord(step + 1, _o.NumIterations, stepLoss, lrs, sw.Elapsed.TotalMilliseconds, _o.TotalBatchSize / sw.Elapsed.TotalSeconds, W), _o.TotalBatchSize);
+                throw new RuntimeFailure($"step {step + 1}: the training loss is {StepLog.NonFiniteName(stepLoss)}; stopped before the optimizer step " +
+                    "(no parameter updated, no checkpoint of this step). Lower --learning_rate or check the data; resume from a checkpoint saved before it");
+            }
+
+            AllReduceMeanAndClip(replicas);
+            ranks.Run(r => { replicas[r].Optimizer.step(); });
+
             if (scheduler is not null)
             {
                 if (_o.ScheduleWantsMetric) scheduler.Step(stepLoss); else scheduler.Step();
@@ -229,7 +239,7 @@ public sealed class TrainingRun
             {
                 float vl = ValidationLoss(ranks, replicas, val);
                 log.Info(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"step {step + 1,4}/{_o.NumIterations} | val loss {vl:F6}"));
-                log.Json($"{{\"step\":{step + 1},\"val_loss\":{((double)vl).ToString("R", System.Globalization.CultureInfo.InvariantCulture)}}}");
+                log.Json($"{{\"step\":{step + 1},\"val_loss\":{StepLog.JsonNumber(vl)}}}");
             }
 
             if (_o.SaveDir is not null && _o.SaveInterval > 0 && ((step + 1) % _o.SaveInterval == 0 || step + 1 == _o.NumIterations))

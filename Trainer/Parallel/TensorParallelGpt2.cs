@@ -35,7 +35,7 @@ public sealed class TensorParallelGpt2 : TensorParallelLm
 
     internal static LayerNorm ReplicatedLayerNorm(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, string prefix)
     {
-        var ln = nn.LayerNorm(cfg.NEmbd, cfg.NormEps);
+        var ln = nn.LayerNorm(cfg.NEmbd, cfg.NormEps, dtype: full[prefix + "weight"].dtype);
         CopyInto(ln.weight!, full[prefix + "weight"]);
         CopyInto(ln.bias!, full[prefix + "bias"]);
         return ln;

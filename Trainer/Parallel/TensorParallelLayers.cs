@@ -43,15 +43,22 @@ public sealed class ColumnParallelLinear : nn.Module<Tensor, Tensor>
             fullBias is null ? null : spec.Slice(fullBias, tp.Rank, tp.Size), spec, tp, gatherOutput, sequenceParallel);
     }
 
-    public override Tensor forward(Tensor x) => Apply(x, weight, bias, tp, sequenceParallel, gatherOutput);
+    public override Tensor forward(Tensor x) => Apply(x, weight, bias, tp, sequenceParallel, gatherOutput, Spec);
 
-    /// <summary>The column-parallel product for a weight held elsewhere (GPT-2's head tied to the vocab-parallel wte).</summary>
-    public static Tensor Apply(Tensor x, Tensor localWeight, Tensor? localBias, ICommunicator tp, bool sequenceParallel, bool gatherOutput)
+    /// <summary>The column-parallel product for a weight held elsewhere (GPT-2's head tied to the vocab-parallel wte).
+    /// With <paramref name="gatherOutput"/>, the gathered features are put back in the full layer's order (and padding
+    /// dropped) as <paramref name="rows"/> says.</summary>
+    public static Tensor Apply(Tensor x, Tensor localWeight, Tensor? localBias, ICommunicator tp, bool sequenceParallel, bool gatherOutput, ShardSpec? rows = null)
     {
         using var scope = NewDisposeScope();
         var input = sequenceParallel ? GatherFromSequenceParallelRegion(x, tp) : CopyToTensorParallelRegion(x, tp);
         var y = nn.functional.linear(input, localWeight, localBias);
-        if (gatherOutput) y = GatherFromTensorParallelRegion(y, tp);
+        if (gatherOutput)
+        {
+            y = GatherFromTensorParallelRegion(y, tp);   // rank order: [rank 0's features | rank 1's | …]
+            if (rows is not null && (rows.Blocks.Length > 1 || rows.Blocks[0] != rows.FullLength))
+                y = (rows with { Dim = (int)y.dim() - 1 }).Unslice(y.chunk(tp.Size, -1));
+        }
         return y.MoveToOuterDisposeScope();
     }
 }
@@ -127,7 +134,7 @@ public sealed class VocabParallelEmbedding : nn.Module<Tensor, Tensor>
     {
         weight = new Parameter(localWeight);
         Spec = spec; this.tp = tp; this.sequenceParallel = sequenceParallel;
-        VocabStart = tp.Rank * localWeight.shape[0];
+        VocabStart = tp.Rank * weight.shape[0];   // (the Parameter took over localWeight's handle)
         RegisterComponents();
     }
 

@@ -40,6 +40,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
     internal static RmsNorm ReplicatedRmsNorm(ModelConfig cfg, Tensor full)
     {
         var n = new RmsNorm(cfg.NEmbd, cfg.NormEps);
+        n.to(full.dtype);
         CopyInto(n.weight, full);
         return n;
     }

@@ -52,10 +52,7 @@ public abstract class TensorParallelLm : CausalLm
     /// </summary>
     public void AllReduceSequenceParallelGrads()
     {
-        if (!SequenceParallel || Tp.Size == 1) return;
-        using var _ = no_grad();
-        foreach (var p in ReplicatedParameters())
-            if (p.grad is { } g) Tp.AllReduce(g, ReduceOp.Sum);
+        if (SequenceParallel) TensorParallelOps.AllReduceGrads(ReplicatedParameters(), Tp);
     }
 
     /// <summary>
@@ -164,7 +161,7 @@ public static class TensorParallelModels
             ModelKind.LLaMA3 => new TensorParallelLlama3(full.Config, weights, tp, sequenceParallel),
             _ => throw new ArgumentException($"unknown model kind {full.Config.Kind}"),
         };
-        if (dtype != shard.parameters().First().dtype) shard.to(dtype);
+        shard.to(dtype);
         if (device is not null && device.type != DeviceType.CPU) shard.to(device);
         return shard;
     }

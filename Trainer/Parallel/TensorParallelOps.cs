@@ -42,6 +42,16 @@ public static class TensorParallelOps
     public static Tensor GatherFromSequenceParallelRegion(Tensor x, ICommunicator tp, int seqDim = 1) =>
         tp.Size == 1 ? x : GatherFromSequence.apply(x, tp, seqDim);
 
+    /// <summary>Sums the gradients of <paramref name="parameters"/> over the group, in place (parameters without a
+    /// gradient are skipped; every rank must pass the same list). The SP finalize step for TP-replicated parameters.</summary>
+    public static void AllReduceGrads(IEnumerable<Tensor> parameters, ICommunicator tp)
+    {
+        if (tp.Size == 1) return;
+        using var _ = no_grad();
+        foreach (var p in parameters)
+            if (p.grad is { } g) tp.AllReduce(g, ReduceOp.Sum);
+    }
+
     // ---- collectives along an arbitrary dim (the communicator works on dim 0 of contiguous tensors) ----
 
     /// <summary>Concatenation of every rank's <paramref name="x"/> along <paramref name="dim"/>, in rank order.</summary>

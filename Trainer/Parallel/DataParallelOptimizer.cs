@@ -256,7 +256,7 @@ public sealed class DataParallelOptimizer : IDisposable
                     .Where(p => typeof(Tensor).IsAssignableFrom(p.PropertyType) && p.GetIndexParameters().Length == 0)
                     .Select(p => p.GetValue(state)));
             foreach (var v in values.Distinct())
-                if (v is Tensor t && !t.IsInvalid) bytes += t.numel() * t.ElementSize;
+                if (v is Tensor t and not Parameter && !t.IsInvalid) bytes += t.numel() * t.ElementSize;   // the state's back-reference to its parameter is no state
         }
         return bytes;
     }

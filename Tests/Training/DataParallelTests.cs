@@ -14,7 +14,7 @@ public static class DataParallelTests
         SequenceLength = seq,
         TotalBatchSize = seq * globalSeqs,
         NumIterations = steps,
-        DataParallel = dp,
+        World = dp,
         Optimizer = OptimizerKind.AdamW,
         LearningRate = 1e-2,
         WeightDecay = 0.01,

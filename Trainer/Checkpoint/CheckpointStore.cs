@@ -22,6 +22,8 @@ public sealed class CheckpointMeta
     [JsonPropertyName("sequence_length")] public int SequenceLength { get; set; }
     [JsonPropertyName("seed")] public long Seed { get; set; }
     [JsonPropertyName("data_parallel")] public int DataParallel { get; set; }
+    /// <summary>Absent in checkpoints written before the parallel runtime: those are replicated (pure DP).</summary>
+    [JsonPropertyName("layout")] public CheckpointLayout Layout { get; set; } = new();
     [JsonPropertyName("rng_state")] public string RngState { get; set; } = "";
 }
 
@@ -75,6 +77,7 @@ public static class CheckpointStore
             foreach (var (name, write) in writers)
             {
                 string p = Path.Combine(tmp, name);
+                Directory.CreateDirectory(Path.GetDirectoryName(p)!);   // per-rank files live in rank_NNNNNN/
                 write(p);
                 FlushToDisk(p);
                 manifest.Sha256[name] = Sha256(p);
@@ -150,7 +153,7 @@ public static class CheckpointStore
     /// format version, SHA-256 of every file, model configuration, schedule, optimizer, dtype and sequence length.
     /// Throws <see cref="RuntimeFailure"/> naming the mismatch.
     /// </summary>
-    public static CheckpointInfo Verify(string path, CheckpointIdentity expected)
+    public static CheckpointInfo Verify(string path, CheckpointIdentity expected, CheckpointLayout? layout = null)
     {
         if (!Directory.Exists(path)) throw new RuntimeFailure($"--load: checkpoint directory '{path}' does not exist");
         string dir = path;
@@ -187,6 +190,8 @@ public static class CheckpointStore
         Same("optimizer", meta.Optimizer, expected.Optimizer);
         Same("dtype", meta.Dtype, expected.Dtype);
         Same("sequence length", meta.SequenceLength.ToString(CultureInfo.InvariantCulture), expected.SequenceLength.ToString(CultureInfo.InvariantCulture));
+        if (layout is not null && CheckpointLayout.Mismatch(meta.Layout ?? new CheckpointLayout { Dp = meta.DataParallel }, layout) is { } why)
+            throw new RuntimeFailure($"checkpoint {dir}: {why}");
         return new CheckpointInfo(dir, meta);
     }
 }

@@ -4,8 +4,8 @@
     /usr/bin/python3 reference/compare.py OURS.jsonl TORCH.jsonl [--lr-rtol=1e-10] [--loss-atol=1e-5]
                                           [--plot=curves.png] [--labels=ours,torch] [--quiet]
 
-Each line is a JSON object with "step", "loss" and the step's learning rates under "lr" (trainer-loop's
-name) or "lrs" (list, one per param group, or a single number). Other fields are ignored.
+Each step line is a JSON object with "step", "loss" and the step's learning rates under "lr" (trainer-loop's
+name) or "lrs" (list, one per param group, or a single number). Other fields, and lines without "loss", are ignored.
 Prints a table (step, lr ours, lr torch, rel diff, loss ours, loss torch, abs diff) and exits
     0  every step present in both, every LR within --lr-rtol (relative), every loss within --loss-atol
     1  some value out of tolerance, or the two files do not have the same steps
@@ -31,6 +31,8 @@ def load(path):
                 continue
             try:
                 o = json.loads(line)
+                if "loss" not in o:
+                    continue  # not a step record (val_loss, optimizer-state figures, ...)
                 lr = o["lr"] if "lr" in o else o["lrs"]
                 lrs = [float(x) for x in (lr if isinstance(lr, list) else [lr])]
                 rows[int(o["step"])] = (float(o["loss"]), lrs)

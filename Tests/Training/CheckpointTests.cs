@@ -26,12 +26,12 @@ public static class CheckpointTests
     static void Expect(Action a, string containing)
     {
         try { a(); }
-        catch (RuntimeFailure e)
+        catch (Trainer.Checkpoint.CheckpointException e)
         {
             if (!e.Message.Contains(containing)) throw new Exception($"message '{e.Message}' lacks '{containing}'");
             return;
         }
-        throw new Exception($"expected a RuntimeFailure containing '{containing}'");
+        throw new Exception($"expected a CheckpointException containing '{containing}'");
     }
 
     static void WithRoot(Action<string> body)

@@ -14,7 +14,7 @@ public static class DataParallelTests
         SequenceLength = seq,
         TotalBatchSize = seq * globalSeqs,
         NumIterations = steps,
-        DataParallel = dp,
+        World = dp,
         Optimizer = OptimizerKind.AdamW,
         LearningRate = 1e-2,
         WeightDecay = 0.01,
@@ -84,7 +84,7 @@ public static class DataParallelTests
         Spec.Case("total batch size not divisible by B x T x DP is refused", () =>
         {
             try { Run(Tiny(3) with { TotalBatchSize = 2 * 8 * 8 }); }
-            catch (Trainer.Cli.UsageException e) when (e.Message.Contains("total_batch_size")) { return; }
-            throw new Exception("expected a UsageException naming --total_batch_size");
+            catch (ArgumentException e) when (e.Message.Contains("total batch size 128") && e.Message.Contains("48")) { return; }
+            throw new Exception("expected an ArgumentException naming the total batch size and B x T x DP");
         })));
 }

@@ -36,6 +36,8 @@ public sealed class CheckpointMeta
     [JsonPropertyName("sequence_length")] public int SequenceLength { get; set; }
     [JsonPropertyName("seed")] public long Seed { get; set; }
     [JsonPropertyName("data_parallel")] public int DataParallel { get; set; }
+    /// <summary>Absent in checkpoints written before the parallel runtime: those are replicated (pure DP).</summary>
+    [JsonPropertyName("layout")] public CheckpointLayout Layout { get; set; } = new();
     [JsonPropertyName("rng_state")] public string RngState { get; set; } = "";
     // Recorded since the run-identity and resume checks (README "Checkpoints"); null in older checkpoints.
     /// <summary>Random id of the run lineage: drawn by a fresh run, carried through every resume.</summary>
@@ -117,6 +119,7 @@ public static class CheckpointStore
             foreach (var (name, write) in writers)
             {
                 string p = Path.Combine(tmp, name);
+                Directory.CreateDirectory(Path.GetDirectoryName(p)!);   // per-rank files live in rank_NNNNNN/
                 write(p);
                 FlushToDisk(p);
             }
@@ -242,18 +245,18 @@ public static class CheckpointStore
     /// <summary>
     /// Finds the checkpoint (<paramref name="path"/> itself, or the newest complete one under it) and verifies it:
     /// manifest, format version, SHA-256 of every file, the sanity of trainer.json, and every setting of
-    /// <paramref name="expected"/>. Throws <see cref="RuntimeFailure"/> naming the directory, file and field.
+    /// <paramref name="expected"/>. Throws <see cref="CheckpointException"/> naming the directory, file and field.
     /// </summary>
-    public static CheckpointInfo Verify(string path, CheckpointIdentity expected)
+    public static CheckpointInfo Verify(string path, CheckpointIdentity expected, CheckpointLayout? layout = null)
     {
-        if (File.Exists(path)) throw new RuntimeFailure($"--load: '{path}' is a file, not a checkpoint directory (give a {Prefix}* directory, or the --save folder holding them)");
-        if (!Directory.Exists(path)) throw new RuntimeFailure($"--load: checkpoint directory '{path}' does not exist");
+        if (File.Exists(path)) throw new CheckpointException($"--load: '{path}' is a file, not a checkpoint directory (give a {Prefix}* directory, or the --save folder holding them)");
+        if (!Directory.Exists(path)) throw new CheckpointException($"--load: checkpoint directory '{path}' does not exist");
         string dir = path;
         var notes = new List<string>();
         if (!File.Exists(Path.Combine(dir, ManifestFile)))
         {
             var all = List(path);
-            if (all.Count == 0) throw new RuntimeFailure($"--load: '{path}' holds no checkpoint (no {ManifestFile}, no complete {Prefix}* directory)");
+            if (all.Count == 0) throw new CheckpointException($"--load: '{path}' holds no checkpoint (no {ManifestFile}, no complete {Prefix}* directory)");
             dir = all[0].Dir;
             foreach (var skipped in Scan(path).Where(t => !t.Complete && t.Step > all[0].Step).OrderByDescending(t => t.Step))
                 notes.Add($"--load: skipped {skipped.Dir}: newer than {Path.GetFileName(dir)} but incomplete (no {ManifestFile})");
@@ -262,18 +265,20 @@ public static class CheckpointStore
         foreach (var (name, sum) in manifest.Sha256!)
         {
             string p = Path.Combine(dir, name);
-            if (!File.Exists(p)) throw new RuntimeFailure($"checkpoint {dir}: {name} is missing");
+            if (!File.Exists(p)) throw new CheckpointException($"checkpoint {dir}: {name} is missing");
             string actual = Sha256(p);
             if (!string.Equals(actual, sum, StringComparison.OrdinalIgnoreCase))
-                throw new RuntimeFailure(manifest.SelfSha256 is not null
+                throw new CheckpointException(manifest.SelfSha256 is not null
                     ? $"checkpoint {dir}: {name} is corrupt (SHA-256 {actual}, manifest says {sum})"
                     : $"checkpoint {dir}: {name} does not match {ManifestFile} (SHA-256 {actual}, manifest says {sum}); the file or the manifest is corrupt");
         }
         CheckpointMeta meta;
         try { meta = JsonSerializer.Deserialize<CheckpointMeta>(File.ReadAllText(Path.Combine(dir, MetaFile))) ?? throw new JsonException("empty"); }
-        catch (JsonException e) { throw new RuntimeFailure($"checkpoint {dir}: {MetaFile} is not valid ({e.Message})"); }
+        catch (JsonException e) { throw new CheckpointException($"checkpoint {dir}: {MetaFile} is not valid ({e.Message})"); }
         CheckMeta(dir, meta);
         CheckSettings(dir, meta, expected);
+        if (layout is not null && CheckpointLayout.Mismatch(meta.Layout ?? new CheckpointLayout { Dp = meta.DataParallel }, layout) is { } why)
+            throw new CheckpointException($"checkpoint {dir}: {why}");
         return new CheckpointInfo(dir, meta, notes);
     }
 
@@ -281,25 +286,34 @@ public static class CheckpointStore
     {
         Manifest manifest;
         try { manifest = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(Path.Combine(dir, ManifestFile))) ?? throw new JsonException("empty"); }
-        catch (JsonException e) { throw new RuntimeFailure($"checkpoint {dir}: {ManifestFile} is not valid ({e.Message})"); }
+        catch (JsonException e) { throw new CheckpointException($"checkpoint {dir}: {ManifestFile} is not valid ({e.Message})"); }
         if (manifest.FormatVersion != FormatVersion)
-            throw new RuntimeFailure($"checkpoint {dir}: {ManifestFile}: format version {manifest.FormatVersion}, this trainer reads version {FormatVersion}");
+            throw new CheckpointException($"checkpoint {dir}: {ManifestFile}: format version {manifest.FormatVersion}, this trainer reads version {FormatVersion}");
         // Its own checksum before the files': a damaged manifest is blamed, not the file whose hash it garbled.
         if (manifest.SelfSha256 is { } self && !string.Equals(self, Sha256Text(CanonicalText(manifest)), StringComparison.OrdinalIgnoreCase))
-            throw new RuntimeFailure($"checkpoint {dir}: {ManifestFile} is corrupt (its manifest_sha256 does not match its contents)");
-        if (manifest.Sha256 is null) throw new RuntimeFailure($"checkpoint {dir}: {ManifestFile} has no sha256 table");
+            throw new CheckpointException($"checkpoint {dir}: {ManifestFile} is corrupt (its manifest_sha256 does not match its contents)");
+        if (manifest.Sha256 is null) throw new CheckpointException($"checkpoint {dir}: {ManifestFile} has no sha256 table");
         foreach (var required in new[] { ModelFile, OptimizerFile, SchedulerFile, MetaFile })
-            if (!manifest.Sha256.ContainsKey(required)) throw new RuntimeFailure($"checkpoint {dir}: manifest lists no {required}");
+            if (!manifest.Sha256.ContainsKey(required)) throw new CheckpointException($"checkpoint {dir}: manifest lists no {required}");
         foreach (var name in manifest.Sha256.Keys)
-            if (name.Length == 0 || name != Path.GetFileName(name) || name is "." or "..")
-                throw new RuntimeFailure($"checkpoint {dir}: {ManifestFile} lists '{name}', not a file name in the checkpoint directory");
+            if (!IsCheckpointFileName(name))
+                throw new CheckpointException($"checkpoint {dir}: {ManifestFile} lists '{name}', not a file name in the checkpoint directory");
         return manifest;
+    }
+
+    /// <summary>A file of the checkpoint directory itself, or of one of its per-rank folders (rank_NNNNNN/FILE).</summary>
+    static bool IsCheckpointFileName(string name)
+    {
+        static bool Plain(string n) => n.Length > 0 && n == Path.GetFileName(n) && n is not ("." or "..");
+        var parts = name.Split('/');
+        return parts.Length == 1 ? Plain(name)
+            : parts.Length == 2 && System.Text.RegularExpressions.Regex.IsMatch(parts[0], @"^rank_[0-9]{6}$") && Plain(parts[1]);
     }
 
     /// <summary>trainer.json holds what this trainer writes: a hand-edited (re-hashed) one is refused by field, before torch sees it.</summary>
     static void CheckMeta(string dir, CheckpointMeta m)
     {
-        void Bad(string field, string why) => throw new RuntimeFailure($"checkpoint {dir}: {MetaFile}: {field} {why}");
+        void Bad(string field, string why) => throw new CheckpointException($"checkpoint {dir}: {MetaFile}: {field} {why}");
         if (m.FormatVersion != FormatVersion) Bad("format_version", $"{m.FormatVersion} is not a version this trainer reads ({FormatVersion})");
         if (m.Step < 1) Bad("step", $"{m.Step} is not a saved step (must be >= 1)");
         if (StepOf(dir) is int named && named != m.Step) Bad("step", $"{m.Step} does not match the directory name {Path.GetFileName(dir)}");
@@ -329,7 +343,7 @@ public static class CheckpointStore
     {
         void Same(string what, string saved, string now)
         {
-            if (saved != now) throw new RuntimeFailure($"checkpoint {dir}: {what} differs — checkpoint has {saved}, this run has {now}; a resume continues the saved run unchanged (README: Resume)");
+            if (saved != now) throw new CheckpointException($"checkpoint {dir}: {what} differs — checkpoint has {saved}, this run has {now}; a resume continues the saved run unchanged (README: Resume)");
         }
         Same("model configuration", meta.Model, expected.Model);
         Same("lr schedule", meta.Schedule, expected.Schedule);

@@ -35,8 +35,13 @@ public static class TrainCommand
         SchedulerFlags.Define(f);
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
-        f.Int("nthread_per_process", 1, "Data-parallel ranks in this process, one thread and one model replica each (N CPU replicas,\nor cuda:0..N-1); gradients are averaged over ranks every step. On the CPU at most max(8, 4 x cores).", par, "dp");
-        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / DP, at least 1; at most 4 x CPU cores.", par);
+        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).", par, "dp");
+        f.Int("tensor_parallel", 1, "Tensor-parallel ranks: every layer split over TP ranks (column/row-parallel linears, vocab-parallel\nembedding and loss); each shard is a slice of the single-device model.", par);
+        f.Bool("sequence_parallel", false, "Sequence parallelism on top of TP: norms and residuals on T/TP positions per rank (needs T % TP == 0).", par);
+        f.Int("pipeline_parallel", 1, "Pipeline stages (validated; pipeline parallelism is not built yet, so only 1 runs).", par);
+        f.Int("virtual_pipeline_parallel", 1, "Model chunks per pipeline stage (interleaved; needs --pipeline_parallel > 1).", par);
+        f.Int("zero_stage", 0, "0: replicated optimizer; 1: optimizer state sharded over DP (ZeRO-1); 2: gradients too (ZeRO-2).", par);
+        f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / ranks, at least 1; at most 4 x CPU cores.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval. Refused if it holds\nanother run's checkpoints (continue that run with --load DIR --save DIR).", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
@@ -62,7 +67,11 @@ public static class TrainCommand
         if (v.Positional.Count > 0) throw new UsageException($"unexpected argument '{v.Positional[0]}' (flags start with --; see --help)");
         int B = v.GetInt32("batch_size", 1), T = v.GetInt32("sequence_length", 1), total = v.GetInt32("total_batch_size", 1);
         int steps = v.GetInt32("num_iteration", 1);
-        int dp = v.GetInt32("nthread_per_process", 1, 1024);
+        int dp = v.GetInt32("nthread_per_process", 1, 1024);   // the world: ranks of this process
+        var parallel = new Trainer.Parallel.ParallelFlags(v.GetInt32("tensor_parallel", 1), v.GetBool("sequence_parallel"),
+            v.GetInt32("pipeline_parallel", 1), v.GetInt32("virtual_pipeline_parallel", 1), v.GetInt32("zero_stage", 0));
+        if (Trainer.Parallel.ParallelLayout.Validate(dp, parallel) is { Count: > 0 } layoutProblems)
+            throw new UsageException(string.Join("; ", layoutProblems));
         string device = v.GetString("device");
         if (device != "cpu" && device != "cuda" && !device.StartsWith("cuda:"))
             throw new UsageException($"--device: '{device}' is not cpu or cuda");
@@ -84,9 +93,6 @@ public static class TrainCommand
             throw new UsageException($"--num_threads: '{numThreads}' is out of range (must be in [0, {4 * cores}], 4 per core of this machine's {cores}): " +
                 "more intra-op threads than cores only slow libtorch down, and thousands may never start where threads are limited");
         string dtype = v.GetChoice("dtype", "float32", "bfloat16");
-        long tokensPerFwd = (long)B * T * dp;
-        if (total % tokensPerFwd != 0)
-            throw new UsageException($"--total_batch_size={total} is not divisible by batch_size x sequence_length x DP = {B} x {T} x {dp} = {tokensPerFwd}");
         string optName = v.GetChoice("optimizer", "sgd", "adam", "adamw");
         double lr = v.GetDouble("learning_rate", 0.0);
         double momentum = v.GetDouble("momentum", 0.0, 1.0);
@@ -126,10 +132,17 @@ public static class TrainCommand
 
         var model = ModelBinding.Resolve(v.GetString("model"), v.GetString("llmc_filepath"), dtype == "bfloat16", v.GetInt("seed"));
         if (T > model.BlockSize) throw new UsageException($"--sequence_length={T} exceeds the block size {model.BlockSize} of model '{model.Name}'");
+        // The layout against the model's numbers and the batch (every problem named), before anything is built.
+        if (Trainer.Parallel.ParallelLayout.Validate(dp, parallel, Trainer.Parallel.ModelDims.Of(model.Config), new Trainer.Parallel.BatchDims(B, T, total)) is { Count: > 0 } problems)
+            throw new UsageException(string.Join("; ", problems));
+        if (parallel.PipelineParallel > 1)
+            throw new UsageException($"--pipeline_parallel={parallel.PipelineParallel}: pipeline parallelism is not built yet; use --pipeline_parallel=1");
 
         var o = new TrainOptions
         {
-            BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, DataParallel = dp,
+            BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, World = dp,
+            TensorParallel = parallel.TensorParallel, SequenceParallel = parallel.SequenceParallel, PipelineParallel = parallel.PipelineParallel,
+            VirtualPipelineParallel = parallel.VirtualPipelineParallel, ZeroStage = parallel.ZeroStage,
             Device = device, BFloat16 = dtype == "bfloat16", Seed = v.GetInt("seed"),
             Optimizer = optName switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => OptimizerKind.AdamW },
             LearningRate = lr, WeightDecay = weightDecay, Beta1 = beta1,
@@ -242,9 +255,11 @@ public static class TrainCommand
             var tokens = plan.Model.LoadTokens(plan.InputBin, "--input_bin");
             var valTokens = plan.InputValBin is not null || plan.EmbeddedVal ? plan.Model.LoadTokens(plan.InputValBin, "--input_val_bin", embeddedVal: true) : null;
             CheckDataFits(plan, tokens, plan.ValLossEvery > 0 ? valTokens : null);
-            var run = new TrainingRun(plan.Options, plan.Model.Factory, plan.Model.Loss, tokens, output);
+            var run = new TrainingRun(plan.Options, plan.Model.RankFactory, null, tokens, output);
             if (valTokens is not null) run.Validation = new ValidationSet(valTokens, plan.ValLossEvery, plan.ValMaxSteps);
             var resume = run.VerifyLoad();
+            if (resume is not null && resume.Meta.Step >= plan.Options.NumIterations)
+                throw new UsageException($"--load: checkpoint {resume.Directory} is at step {resume.Meta.Step}, not before --num_iteration={plan.Options.NumIterations}; nothing to do");
             var c = plan.Model.Config;
             output.WriteLine($"model {plan.Model.Name}: {c.Kind}, L={c.NLayer}, H={c.NHead}, KV={c.NKvHead}, C={c.NEmbd}, V={c.VocabSize}, block={c.BlockSize}, " +
                 $"{Trainer.Data.LlmcWeights.ParamCount(c):N0} parameters{(plan.Model.WeightFile is { } w ? ", weights from " + w : "")}; " +
@@ -256,6 +271,11 @@ public static class TrainCommand
         catch (RuntimeFailure e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (InvalidScheduleException e) { error.WriteLine($"error: {e.Message}"); return 2; }
         catch (ScheduleStepException e) { error.WriteLine($"error: lr schedule: {e.Message}"); return 1; }
+        catch (TrainingSetupException e) { error.WriteLine($"error: {e.Message}"); return 2; }
+        catch (TrainingStoppedException e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (Trainer.Checkpoint.CheckpointException e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (LrMismatchException e) { error.WriteLine($"error: {e.Message}"); return 1; }
+        catch (Trainer.Parallel.CommunicatorException e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (IOException e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (UnauthorizedAccessException e) { error.WriteLine($"error: {e.Message}"); return 1; }
         catch (Exception e) when (Environment.GetEnvironmentVariable("TRAINER_DEBUG") is null)

@@ -1,6 +1,8 @@
 using Trainer.Cli;
 using Trainer.Data;
 using Trainer.Models;
+using Trainer.Parallel;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Trainer.Training;
@@ -37,21 +39,34 @@ public sealed class ModelBinding
         return new ModelBinding { Config = c, Name = c.Name, Seed = seed, BFloat16 = bf16 };
     }
 
-    CausalLm? _lossModel;
-
-    public ReplicaFactory Factory => device =>
+    /// <summary>A whole model on <paramref name="device"/>: seeded, or from the llm.c weight file.</summary>
+    CausalLm Build(Device device, ScalarType dtype)
     {
-        var m = ModelFactory.Create(Config, Seed, device, BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32);
+        var m = ModelFactory.Create(Config, Seed, device, dtype);
         if (WeightFile is not null)
         {
             try { LlmcWeights.LoadInto(m, WeightFile); }
             catch (LlmcFileException e) { m.Dispose(); throw new RuntimeFailure($"--llmc_filepath: {e.Message}"); }
         }
-        _lossModel ??= m;
         return m;
-    };
+    }
 
-    public LossFunction Loss => (logits, targets) => (_lossModel ?? throw new InvalidOperationException("no replica built yet")).Loss(logits, targets);
+    ScalarType Dtype => BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
+
+    /// <summary>One replica on a device (data parallelism, single device).</summary>
+    public ReplicaFactory Factory => device => Build(device, Dtype);
+
+    /// <summary>
+    /// Every rank's model: replicas when the layout does not split the model; otherwise one full float32 model is
+    /// built on the CPU (seeded or from the weight file) and each rank gets its tensor-parallel slice, cast and moved —
+    /// so a TP run starts from exactly the single-device parameters.
+    /// </summary>
+    public RankModelFactory RankFactory => ranks =>
+    {
+        if (ranks.All(r => r.Groups.Layout.Tp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)Build(r.Device, Dtype)).ToArray();
+        using var full = Build(CPU, ScalarType.Float32);
+        return ranks.Select(r => (nn.Module<Tensor, Tensor>)TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, r.Groups.Layout.Sp)).ToArray();
+    };
 
     /// <summary>
     /// Tokens of <paramref name="path"/>, or of the embedded default dataset (train or val split, in the model family's

@@ -4,7 +4,8 @@ using System.Text;
 namespace Trainer.Training;
 
 /// <summary>One optimizer step as logged.</summary>
-public sealed record StepRecord(int Step, int TotalSteps, float Loss, double[] Lrs, double Millis, double TokensPerSecond, int DataParallel);
+/// <param name="ParallelSuffix">The rest of InfiniTrain's layout tail after DP (", TP=4, SP=4, PP=1"); empty for pure DP.</param>
+public sealed record StepRecord(int Step, int TotalSteps, float Loss, double[] Lrs, double Millis, double TokensPerSecond, int DataParallel, string ParallelSuffix = "");
 
 /// <summary>
 /// The per-step log: InfiniTrain's line on stdout, optional JSON lines at full precision, and on a terminal
@@ -29,7 +30,7 @@ public sealed class StepLog : IDisposable
 
     /// <summary><c>step    3/10 | train loss 10.876543 | lr 6.00e-04 | (12.34 ms | 20743 tok/s, DP=8)</c></summary>
     public static string Format(StepRecord r) => string.Create(CultureInfo.InvariantCulture,
-        $"step {r.Step,4}/{r.TotalSteps} | train loss {r.Loss:F6} | lr {r.Lrs[0].ToString("0.00e+00", CultureInfo.InvariantCulture)} | ({r.Millis:F2} ms | {r.TokensPerSecond:F0} tok/s, DP={r.DataParallel})");
+        $"step {r.Step,4}/{r.TotalSteps} | train loss {r.Loss:F6} | lr {r.Lrs[0].ToString("0.00e+00", CultureInfo.InvariantCulture)} | ({r.Millis:F2} ms | {r.TokensPerSecond:F0} tok/s, DP={r.DataParallel}{r.ParallelSuffix})");
 
     /// <summary>
     /// One JSON line. JSON has no NaN or infinity: a non-finite number is written as null, and a non-finite loss also

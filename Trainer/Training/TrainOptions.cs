@@ -12,9 +12,24 @@ public sealed record TrainOptions
     /// <summary>Tokens per optimizer step over all ranks: B × T × DP × accumulation steps.</summary>
     public int TotalBatchSize { get; init; } = 256;
     public int NumIterations { get; init; } = 10;
-    /// <summary>Data-parallel replicas in this process (one thread each).</summary>
-    public int DataParallel { get; init; } = 1;
-    /// <summary>"cpu" or "cuda"; with DP &gt; 1 and cuda, rank i runs on cuda:i.</summary>
+    /// <summary>Ranks in this process (--nthread_per_process), one thread each: TP × DP × PP.</summary>
+    public int World { get; init; } = 1;
+    /// <summary>--tensor_parallel: ranks that split every layer.</summary>
+    public int TensorParallel { get; init; } = 1;
+    /// <summary>--sequence_parallel: activations outside attention/MLP split along T over the TP group.</summary>
+    public bool SequenceParallel { get; init; }
+    /// <summary>--pipeline_parallel (validated; the pipeline itself is not built yet).</summary>
+    public int PipelineParallel { get; init; } = 1;
+    /// <summary>--virtual_pipeline_parallel: model chunks per pipeline stage.</summary>
+    public int VirtualPipelineParallel { get; init; } = 1;
+    /// <summary>--zero_stage: 0 replicated optimizer, 1 optimizer state sharded over DP, 2 gradients too.</summary>
+    public int ZeroStage { get; init; }
+    /// <summary>Data-parallel replicas: World / (TP × PP).</summary>
+    public int DataParallel => World / (TensorParallel * PipelineParallel);
+    /// <summary>The rank arrangement (TP-DP-PP order); throws on a layout that cannot be built.</summary>
+    public Trainer.Parallel.ParallelLayout Layout =>
+        new(World, TensorParallel, PipelineParallel, VirtualPipelineParallel, SequenceParallel, ZeroStage);
+    /// <summary>"cpu" or "cuda"; with several ranks and cuda, rank i runs on cuda:i.</summary>
     public string Device { get; init; } = "cpu";
     public bool BFloat16 { get; init; }
     public long Seed { get; init; } = 42;
@@ -42,7 +57,7 @@ public sealed record TrainOptions
     public string? LogJson { get; init; }
     /// <summary>Progress bar on a terminal.</summary>
     public bool Progress { get; init; }
-    /// <summary>Torch intra-op threads; 0 = (cores - 1) / DP (at least 1).</summary>
+    /// <summary>Torch intra-op threads; 0 = (cores - 1) / ranks (at least 1).</summary>
     public int NumThreads { get; init; }
 
     /// <summary>Where the training tokens come from (a path or embedded:NAME); named in resume messages.</summary>

@@ -1,16 +1,26 @@
 using System.Diagnostics;
+using System.Globalization;
 using Schedules.Core;
 using Schedules.Torch;
 using Trainer.Checkpoint;
-using Trainer.Cli;
+using Trainer.Models;
+using Trainer.Parallel;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Trainer.Training;
 
 /// <summary>Builds one replica of the model on a device; every call must give bit-identical parameters.</summary>
 public delegate nn.Module<Tensor, Tensor> ReplicaFactory(Device device);
+
+/// <summary>Where one rank of this process runs: its device and its communicators.</summary>
+public sealed record RankPlacement(Device Device, ProcessGroups Groups);
+
+/// <summary>
+/// Builds the model part of every rank of this process, in rank order: whole replicas (TP 1) or tensor-parallel
+/// shards cut from one full model. Ranks with the same TP coordinate must get bit-identical parameters.
+/// </summary>
+public delegate nn.Module<Tensor, Tensor>[] RankModelFactory(IReadOnlyList<RankPlacement> ranks);
 
 /// <summary>Validation tokens, evaluated every <paramref name="Every"/> steps over <paramref name="MaxBatches"/> batches per rank.</summary>
 public sealed record ValidationSet(int[] Tokens, int Every, int MaxBatches);
@@ -19,29 +29,44 @@ public sealed record ValidationSet(int[] Tokens, int Every, int MaxBatches);
 public delegate Tensor LossFunction(Tensor logits, Tensor targets);
 
 /// <summary>
-/// The training loop: DP replicas (one thread each), gradient accumulation, all-reduce mean of gradients in a fixed
-/// rank order, clipping, optimizer step on every replica, then <c>scheduler.Step()</c> (PyTorch order);
-/// checkpoints and resume. The caller has validated the options and checked the inputs exist.
+/// The training loop. Ranks are threads of this process (TP × DP × PP, <see cref="ParallelLayout"/>) talking through
+/// a <see cref="ThreadCommunicator"/>; each owns its model part and a <see cref="DataParallelOptimizer"/> (ZeRO 0/1/2).
+/// One step, as Megatron shows it: every rank runs forward/backward over its micro-batches → the loss is averaged over
+/// DP and agreed on → gradients are finalized (SP replicated-parameter all-reduce over TP, DP reduce) → clipped on the
+/// global norm → optimizer step; then one scheduler steps the LR of every rank's optimizer, and every rank's LR is
+/// compared bit for bit. Then log, evaluate, save. The caller has validated the options and checked the inputs.
 /// </summary>
 public sealed class TrainingRun
 {
     readonly TrainOptions _o;
-    readonly ReplicaFactory _factory;
-    readonly LossFunction _loss;
+    readonly RankModelFactory _factory;
+    readonly LossFunction? _loss;
     readonly DistributedBatches _data;
     readonly TextWriter _out;
     readonly string _dataSha256;
 
-    public TrainingRun(TrainOptions options, ReplicaFactory factory, LossFunction loss, int[] trainTokens, TextWriter output)
+    /// <param name="loss">The loss of a model that is not a <see cref="CausalLm"/> (a CausalLm brings its own:
+    /// the vocab-parallel one for a TP shard).</param>
+    public TrainingRun(TrainOptions options, RankModelFactory factory, LossFunction? loss, int[] trainTokens, TextWriter output)
     {
         _o = options; _factory = factory; _loss = loss; _out = output;
         if (options.TotalBatchSize % options.TokensPerMicroStep != 0)
-            throw new UsageException($"--total_batch_size={options.TotalBatchSize} is not divisible by batch_size x sequence_length x DP = {options.BatchSize} x {options.SequenceLength} x {options.DataParallel} = {options.TokensPerMicroStep}");
+            throw new ArgumentException($"total batch size {options.TotalBatchSize} is not divisible by batch_size x sequence_length x DP = {options.BatchSize} x {options.SequenceLength} x {options.DataParallel} = {options.TokensPerMicroStep}");
         _data = new DistributedBatches(trainTokens, options.BatchSize, options.SequenceLength, options.DataParallel);
         _dataSha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(trainTokens.AsSpan())));
     }
 
-    /// <summary>Test hook: called after every step with each rank's replica.</summary>
+    /// <summary>Data parallelism only: every rank gets a replica from <paramref name="factory"/>.</summary>
+    public TrainingRun(TrainOptions options, ReplicaFactory factory, LossFunction? loss, int[] trainTokens, TextWriter output)
+        : this(options, Replicas(factory), loss, trainTokens, output) { }
+
+    static RankModelFactory Replicas(ReplicaFactory factory) => ranks =>
+    {
+        if (ranks.Any(r => r.Groups.Layout.Tp > 1)) throw new ArgumentException("this model has no tensor-parallel form; use --tensor_parallel=1");
+        return ranks.Select(r => factory(r.Device)).ToArray();
+    };
+
+    /// <summary>Test hook: called after every step with each rank's model.</summary>
     public Action<int, IReadOnlyList<nn.Module<Tensor, Tensor>>>? AfterStep { get; set; }
 
     /// <summary>Optional validation loss (--input_val_bin, --val_loss_every).</summary>
@@ -72,7 +97,7 @@ public sealed class TrainingRun
         if (c.Meta.BatchSize is int b && b != _o.BatchSize)
             yield return $"resume: --batch_size changed {b} -> {_o.BatchSize} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.DataParallel != _o.DataParallel)
-            yield return $"resume: --nthread_per_process changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
+            yield return $"resume: data-parallel size changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.Device is { } dev && dev != _o.Device)
             yield return $"resume: --device changed {dev} -> {_o.Device} (same computation on other hardware; losses may differ in the last bits)";
         if (c.Meta.DataName is { } d && d != DataName)
@@ -80,282 +105,362 @@ public sealed class TrainingRun
     }
 
     /// <summary>Resolves and verifies the checkpoint named by --load (no side effects). Call before writing anything.</summary>
-    public CheckpointInfo? VerifyLoad() => _o.LoadDir is null ? null : CheckpointStore.Verify(_o.LoadDir, Identity);
+    public CheckpointInfo? VerifyLoad() => _o.LoadDir is null ? null : CheckpointStore.Verify(_o.LoadDir, Identity, CheckpointLayout.Of(_o.Layout));
 
-    sealed class Replica
+    /// <summary>One rank: its communicators, its part of the model, its optimizer.</summary>
+    sealed class Rank : IDisposable
     {
+        public required ProcessGroups Groups;
         public required nn.Module<Tensor, Tensor> Model;
-        public required Parameter[] Params;
-        public required OptimizerHelper Optimizer;
+        public required DataParallelOptimizer Optimizer;
+        public required LossFunction Loss;
         public required Device Device;
-    }
-
-    OptimizerHelper MakeOptimizer(IEnumerable<Parameter> ps) => _o.Optimizer switch
-    {
-        OptimizerKind.Sgd => optim.SGD(ps, _o.LearningRate, _o.Momentum, 0, _o.WeightDecay, _o.Nesterov),
-        OptimizerKind.Adam => optim.Adam(ps, _o.LearningRate, _o.Beta1, _o.Beta2, _o.Eps, _o.WeightDecay),
-        _ => optim.AdamW(ps, _o.LearningRate, _o.Beta1, _o.Beta2, _o.Eps, _o.WeightDecay),
-    };
-
-    Device RankDevice(int rank)
-    {
-        if (_o.Device.StartsWith("cuda"))
-            return _o.DataParallel > 1 ? torch.device(DeviceType.CUDA, rank) : torch.device(_o.Device);
-        return torch.CPU;
+        public int DpIndex => Groups.Coord.Dp;
+        public void Dispose() { Optimizer.Dispose(); Model.Dispose(); Groups.Dispose(); }
     }
 
     /// <summary>Runs the remaining steps; returns the records of the steps run here.</summary>
     public List<StepRecord> Run(CheckpointInfo? resume = null)
     {
-        int W = _o.DataParallel, A = _o.GradAccumulationSteps;
+        var layout = _o.Layout;
+        if (layout.Pp > 1) throw new ArgumentException($"--pipeline_parallel={layout.Pp}: pipeline parallelism is not built yet");
+        int W = layout.World, A = _o.GradAccumulationSteps;
         resume ??= VerifyLoad();
         // The run's lineage: a fresh run draws an id, a resumed one carries the checkpoint's ("" for checkpoints without one).
         string runId = resume is null ? Guid.NewGuid().ToString("N") : resume.Meta.RunId ?? "";
         if (_o.SaveDir is not null && CheckpointStore.SaveConflict(_o.SaveDir, runId, resume?.Meta.Step ?? 0) is { } conflict)
-            throw new UsageException($"--save: {conflict}; save into another folder, or --load that run to continue it");
+            throw new TrainingSetupException($"--save: {conflict}; save into another folder, or --load that run to continue it");
         // Auto: leave a core for the runtime; on 2 cores libtorch's 2-thread pool spin-waits and ran 2x slower than 1 thread.
         int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / W);
         torch.set_num_threads(threads);
         torch.manual_seed(_o.Seed);
 
-        using var ranks = new RankThreads(W);
-        // Replicas are built one after another on this thread: a factory may seed torch's global generator.
-        var replicas = new Replica[W];
-        for (int r = 0; r < W; r++)
+        using var rankThreads = new RankThreads(W);
+        var world = ThreadCommunicator.CreateWorld(W);
+        _world = world;
+        var ranks = BuildRanks(rankThreads, world, layout);
+        try
         {
-            var dev = RankDevice(r);
-            var model = _factory(dev);
-            model.train();
-            var ps = model.parameters().ToArray();
-            replicas[r] = new Replica { Model = model, Params = ps, Optimizer = MakeOptimizer(ps), Device = dev };
-        }
-        torch.manual_seed(_o.Seed);
-        var groups = new ReplicatedParamGroups(replicas.Select(r => (IParamGroups)new TorchSharpParamGroups(r.Optimizer)).ToArray());
-        ILRScheduler? scheduler = _o.Schedule is null ? null : LRSchedulers.Create(_o.Schedule, groups);
+            torch.manual_seed(_o.Seed);
+            var groups = new ReplicatedParamGroups(ranks.Select(r => r.Optimizer.ParamGroups).ToArray());
+            ILRScheduler? scheduler = _o.Schedule is null ? null : LRSchedulers.Create(_o.Schedule, groups);
 
-        int startStep = 0;
-        long globalBatch = 0;
-        if (resume is not null)
-        {
-            var c = resume;
-            foreach (var rep in replicas)
-            {
-                LoadFile(c, CheckpointStore.ModelFile, () => rep.Model.load(c.ModelPath));
-                LoadFile(c, CheckpointStore.OptimizerFile, () => rep.Optimizer.load_state_dict(c.OptimizerPath));
-            }
-            if (scheduler is not null)
-            {
-                // LoadStateDict replays the schedule to the saved step and writes LR (and cycled momentum) into every rank's groups.
-                try { scheduler.LoadStateDict(SchedulerState.FromJson(File.ReadAllText(c.SchedulerPath))); }
-                catch (SchedulerStateException e) { throw new RuntimeFailure($"checkpoint {c.Directory}: scheduler state: {e.Message}"); }
-            }
-            else
-            {
-                for (int g = 0; g < groups.Count; g++) groups.SetLr(g, _o.LearningRate);
-            }
-            long perGlobal = (long)_o.BatchSize * W;
-            if (c.Meta.ConsumedSamples % perGlobal != 0)
-                throw new RuntimeFailure($"checkpoint {c.Directory}: it consumed {c.Meta.ConsumedSamples} samples, not a whole number of global batches of {_o.BatchSize} x DP {W}; resume with a batch_size x DP that divides it");
-            globalBatch = c.Meta.ConsumedSamples / perGlobal;
-            startStep = c.Meta.Step;
-            if (c.Meta.RngState is { Length: > 0 } rng)
-            {
-                var bytes = Convert.FromBase64String(rng);
-                using var t = torch.tensor(bytes, dtype: ScalarType.Byte);
-                torch.random.set_rng_state(t);
-            }
-            if (startStep >= _o.NumIterations)
-                throw new UsageException($"--load: checkpoint {c.Directory} is at step {startStep}, not before --num_iteration={_o.NumIterations}; nothing to do");
-        }
+            int startStep = 0;
+            long globalBatch = 0;
+            if (resume is not null) (startStep, globalBatch) = Restore(resume, ranks, groups, scheduler);
 
-        var records = new List<StepRecord>();
-        bool progress = _o.Progress && !Console.IsOutputRedirected && ReferenceEquals(_out, Console.Out);
-        using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
-        log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={W}, torch threads={threads})");
-        log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
-        if (resume is not null)
-        {
-            foreach (var note in ResumeNotes(resume)) log.Info(note);
-            log.Info($"resumed from {resume.Directory} at step {startStep}");
-        }
-
-        for (int step = startStep; step < _o.NumIterations; step++)
-        {
-            var sw = Stopwatch.StartNew();
-            double[] lrs = Enumerable.Range(0, groups.Count).Select(groups.GetLr).ToArray();
-            long gb = globalBatch;
-            float[] rankLoss = ranks.Run(r =>
+            var records = new List<StepRecord>();
+            bool progress = _o.Progress && !Console.IsOutputRedirected && ReferenceEquals(_out, Console.Out);
+            using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
+            log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={layout.Dp}, torch threads={threads})");
+            if (W > 1) log.Info($"layout: {layout}");
+            log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
+            if (resume is not null)
             {
-                var rep = replicas[r];
-                rep.Optimizer.zero_grad();
-                float lossf = 0f;
-                for (int micro = 0; micro < A; micro++)
+                foreach (var note in ResumeNotes(resume)) log.Info(note);
+                log.Info($"resumed from {resume.Directory} at step {startStep}");
+            }
+
+            for (int step = startStep; step < _o.NumIterations; step++)
+            {
+                var sw = Stopwatch.StartNew();
+                double[] lrs = Enumerable.Range(0, groups.Count).Select(groups.GetLr).ToArray();
+                long gb = globalBatch;
+                float[] rankLoss = RunRanks(rankThreads, world, r => TrainStep(ranks[r], gb));
+                globalBatch += A;
+                float loss = rankLoss[0];   // every rank holds these bits (TrainStep broadcasts them)
+                if (!float.IsFinite(loss))
                 {
-                    using var scope = torch.NewDisposeScope();
-                    var (xs, ys) = _data.Batch(gb + micro, r);
-                    var x = torch.tensor(xs, new long[] { _o.BatchSize, _o.SequenceLength }, ScalarType.Int64).to(rep.Device);
-                    var y = torch.tensor(ys, new long[] { _o.BatchSize, _o.SequenceLength }, ScalarType.Int64).to(rep.Device);
-                    var logits = rep.Model.forward(x);
-                    var loss = _loss(logits, y) / A;
-                    lossf += loss.to(ScalarType.Float32).cpu().item<float>();
-                    loss.backward();
+                    // Every rank stopped before its optimizer step (the loss is agreed on), and the scheduler does not step:
+                    // the gradients would make every parameter NaN, and a checkpoint of them would resume nothing.
+                    sw.Stop();
+                    log.Step(new StepRecord(step + 1, _o.NumIterations, loss, lrs, sw.Elapsed.TotalMilliseconds, _o.TotalBatchSize / sw.Elapsed.TotalSeconds, layout.Dp, LayoutSuffix(layout)), _o.TotalBatchSize);
+                    throw new TrainingStoppedException($"step {step + 1}: the training loss is {StepLog.NonFiniteName(loss)}; stopped before the optimizer step " +
+                        "(no parameter updated, no checkpoint of this step). Lower --learning_rate or check the data; resume from a checkpoint saved before it");
                 }
-                return lossf;
-            });
-            globalBatch += A;
 
-            float stepLoss = rankLoss[0];
-            if (W > 1)
-            {
-                float sum = 0f;
-                for (int r = 0; r < W; r++) sum += rankLoss[r];
-                stepLoss = sum / W;
-            }
-            if (!float.IsFinite(stepLoss))
-            {
-                // Stop before the optimizer and the scheduler see it: its gradients would make every parameter NaN,
-                // and a checkpoint of them would resume nothing. The step is logged (JSON loss null), then the run ends.
+                if (scheduler is not null)
+                {
+                    if (_o.ScheduleWantsMetric) scheduler.Step(loss); else scheduler.Step();
+                }
+                RunRanks(rankThreads, world, r => LrConsensus.Check(ranks[r].Groups.World, ranks[r].Optimizer.ParamGroups, step + 1));
                 sw.Stop();
-                log.Step(new StepRecord(step + 1, _o.NumIterations, stepLoss, lrs, sw.Elapsed.TotalMilliseconds, _o.TotalBatchSize / sw.Elapsed.TotalSeconds, W), _o.TotalBatchSize);
-                throw new RuntimeFailure($"step {step + 1}: the training loss is {StepLog.NonFiniteName(stepLoss)}; stopped before the optimizer step " +
-                    "(no parameter updated, no checkpoint of this step). Lower --learning_rate or check the data; resume from a checkpoint saved before it");
-            }
+                double ms = sw.Elapsed.TotalMilliseconds;
+                var rec = new StepRecord(step + 1, _o.NumIterations, loss, lrs, ms, _o.TotalBatchSize / (ms / 1000.0), layout.Dp, LayoutSuffix(layout));
+                records.Add(rec);
+                log.Step(rec, _o.TotalBatchSize);
+                AfterStep?.Invoke(step + 1, ranks.Select(x => x.Model).ToArray());
 
-            AllReduceMeanAndClip(replicas);
-            ranks.Run(r => { replicas[r].Optimizer.step(); });
-
-            if (scheduler is not null)
-            {
-                if (_o.ScheduleWantsMetric) scheduler.Step(stepLoss); else scheduler.Step();
-            }
-            sw.Stop();
-            double ms = sw.Elapsed.TotalMilliseconds;
-            var rec = new StepRecord(step + 1, _o.NumIterations, stepLoss, lrs, ms, _o.TotalBatchSize / (ms / 1000.0), W);
-            records.Add(rec);
-            log.Step(rec, _o.TotalBatchSize);
-            AfterStep?.Invoke(step + 1, replicas.Select(x => x.Model).ToArray());
-
-            if (Validation is { } val && val.Every > 0 && ((step + 1) % val.Every == 0 || step + 1 == _o.NumIterations))
-            {
-                float vl = ValidationLoss(ranks, replicas, val);
-                log.Info(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"step {step + 1,4}/{_o.NumIterations} | val loss {vl:F6}"));
-                log.Json($"{{\"step\":{step + 1},\"val_loss\":{StepLog.JsonNumber(vl)}}}");
-            }
-
-            if (_o.SaveDir is not null && _o.SaveInterval > 0 && ((step + 1) % _o.SaveInterval == 0 || step + 1 == _o.NumIterations))
-            {
-                var meta = new CheckpointMeta
+                if (Validation is { } val && val.Every > 0 && ((step + 1) % val.Every == 0 || step + 1 == _o.NumIterations))
                 {
-                    Step = step + 1,
-                    ConsumedSamples = globalBatch * _o.BatchSize * W,
-                    Model = Identity.Model,
-                    Schedule = Identity.Schedule,
-                    Optimizer = Identity.Optimizer,
-                    Dtype = Identity.Dtype,
-                    SequenceLength = _o.SequenceLength,
-                    Seed = _o.Seed,
-                    DataParallel = W,
-                    RngState = RngState(),
-                    RunId = runId,
-                    LearningRate = _o.LearningRate,
-                    TotalBatchSize = _o.TotalBatchSize,
-                    BatchSize = _o.BatchSize,
-                    GradClip = _o.GradClip,
-                    Device = _o.Device,
-                    DataName = DataName,
-                    DataSha256 = _dataSha256,
-                };
-                var rep0 = replicas[0];
-                string dir = CheckpointStore.Save(_o.SaveDir, meta, _o.KeepLast, new Dictionary<string, Action<string>>
-                {
-                    [CheckpointStore.ModelFile] = p => rep0.Model.save(p),
-                    [CheckpointStore.OptimizerFile] = p => rep0.Optimizer.save_state_dict(p),
-                    [CheckpointStore.SchedulerFile] = p => File.WriteAllText(p, scheduler is null ? "null" : scheduler.StateDict().ToJson()),
-                });
-                log.Info($"saved checkpoint {dir}");
+                    float vl = ValidationLoss(rankThreads, ranks, val);
+                    log.Info(string.Create(CultureInfo.InvariantCulture, $"step {step + 1,4}/{_o.NumIterations} | val loss {vl:F6}"));
+                    log.Json($"{{\"step\":{step + 1},\"val_loss\":{StepLog.JsonNumber(vl)}}}");
+                }
+
+                if (_o.SaveDir is not null && _o.SaveInterval > 0 && ((step + 1) % _o.SaveInterval == 0 || step + 1 == _o.NumIterations))
+                    log.Info($"saved checkpoint {Save(step + 1, globalBatch, ranks, scheduler, layout, runId)}");
             }
+            if (records.Count > 0)
+            {
+                long stateBytes = ranks.Max(r => r.Optimizer.OptimizerStateBytes());
+                log.Info($"optimizer state: {stateBytes:N0} bytes per rank (ZeRO-{layout.ZeroStage})");
+                log.Json($"{{\"optimizer_state_bytes_per_rank\":{stateBytes},\"zero_stage\":{layout.ZeroStage}}}");
+            }
+            return records;
         }
-
-        foreach (var rep in replicas) { rep.Optimizer.Dispose(); rep.Model.Dispose(); }
-        return records;
+        finally
+        {
+            foreach (var r in ranks) r.Dispose();
+            foreach (var c in world) c.Dispose();
+        }
     }
 
-    /// <summary>A file that passed its checksum but does not load (a hand-edited, re-hashed checkpoint) is named.</summary>
-    static void LoadFile(CheckpointInfo c, string file, Action load)
+    IReadOnlyList<ICommunicator>? _world;
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on every rank's thread. A rank that throws aborts the world, so ranks waiting in a
+    /// collective for it fail at once instead of hanging; the rank's own exception (the cause) is rethrown, not the
+    /// others' "aborted" ones.
+    /// </summary>
+    static T[] RunRanks<T>(RankThreads threads, IReadOnlyList<ICommunicator> world, Func<int, T> work)
     {
-        try { load(); }
-        catch (Exception e) when (e is not RuntimeFailure and not OutOfMemoryException)
+        var errors = new Exception?[world.Count];
+        var results = threads.Run(r =>
         {
-            throw new RuntimeFailure($"checkpoint {c.Directory}: {file} cannot be loaded ({e.GetType().Name}: {e.Message})");
+            try { return work(r); }
+            catch (Exception e)
+            {
+                errors[r] = e;
+                (world[r] as ThreadCommunicator)?.Abort(e);
+                return default!;
+            }
+        });
+        var cause = errors.FirstOrDefault(e => e is not null and not CommunicatorAbortedException) ?? errors.FirstOrDefault(e => e is not null);
+        if (cause is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(cause).Throw();
+        return results;
+    }
+
+    static void RunRanks(RankThreads threads, IReadOnlyList<ICommunicator> world, Action<int> work) =>
+        RunRanks(threads, world, r => { work(r); return 0; });
+
+    static string LayoutSuffix(ParallelLayout l) =>
+        l.Tp > 1 || l.Pp > 1 ? $", TP={l.Tp}, SP={(l.Sp ? l.Tp : 1)}, PP={l.Pp}" : "";
+
+    Device RankDevice(int rank)
+    {
+        if (_o.Device.StartsWith("cuda"))
+            return _o.World > 1 ? torch.device(DeviceType.CUDA, rank) : torch.device(_o.Device);
+        return torch.CPU;
+    }
+
+    Rank[] BuildRanks(RankThreads rankThreads, IReadOnlyList<ICommunicator> world, ParallelLayout layout)
+    {
+        // Splitting the world into DP/TP/PP groups is collective: every rank thread does it at once.
+        var groups = RunRanks(rankThreads, world, r => ProcessGroups.Create(world[r], layout));
+        // Models are built on this thread, in rank order: a factory may seed torch's global generator.
+        var placements = groups.Select((g, r) => new RankPlacement(RankDevice(r), g)).ToArray();
+        var models = _factory(placements);
+        var factory = ShardOptimizers.FromOptions(_o);
+        var ranks = new Rank[layout.World];
+        for (int r = 0; r < ranks.Length; r++)
+        {
+            var model = models[r];
+            model.train();
+            var ps = model.parameters().ToArray();
+            var g = groups[r];
+            ranks[r] = new Rank
+            {
+                Groups = g, Model = model, Device = placements[r].Device,
+                Loss = model is CausalLm lm ? lm.Loss : _loss ?? throw new ArgumentException("a model that is not a CausalLm needs a loss function"),
+                Optimizer = new DataParallelOptimizer(g.Dp, new[] { ps }, factory, layout.ZeroStage, NormScope(model, g)),
+            };
         }
+        return ranks;
+    }
+
+    /// <summary>Under TP the global gradient norm adds the model-parallel group's shards; a parameter every TP rank
+    /// holds whole counts on TP rank 0 only (Megatron's param_is_not_tensor_parallel_duplicate).</summary>
+    static GradNormScope? NormScope(nn.Module<Tensor, Tensor> model, ProcessGroups g)
+    {
+        if (model is not TensorParallelLm tp || g.Layout.Tp == 1) return null;
+        var replicated = tp.ReplicatedParameters().Select(p => p.Handle).ToHashSet();
+        bool first = g.Tp.Rank == 0;
+        return new GradNormScope(g.ModelParallel, p => first || !replicated.Contains(p.Handle));
+    }
+
+    /// <summary>
+    /// One rank's part of a step: forward/backward over the micro-batches, the loss averaged over DP and broadcast
+    /// (every rank, and so ReduceLROnPlateau, sees the same bits), gradients finalized and reduced, clipped on the
+    /// global norm, optimizer step. Returns the step's loss.
+    /// </summary>
+    float TrainStep(Rank rank, long globalBatch)
+    {
+        int A = _o.GradAccumulationSteps;
+        rank.Optimizer.ZeroGrad();
+        float lossSum = 0f;
+        for (int micro = 0; micro < A; micro++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var (x, y) = BatchTensors(_data, globalBatch + micro, rank);
+            var loss = rank.Loss(rank.Model.forward(x), y) / A;
+            lossSum += loss.to(ScalarType.Float32).cpu().item<float>();
+            loss.backward();
+        }
+        float stepLoss = AgreedMean(rank.Groups, lossSum);
+        if (!float.IsFinite(stepLoss)) return stepLoss;   // every rank sees the same bits: all stop here (see Run)
+
+        // Finalize gradients: under SP a TP-replicated parameter saw only this rank's positions (Megatron's
+        // finalize_model_grads); then the DP reduction (all-reduce, or reduce-scatter into the ZeRO shard).
+        if (rank.Model is TensorParallelLm tp) tp.AllReduceSequenceParallelGrads();
+        rank.Optimizer.ReduceGradients();
+        if (_o.GradClip > 0) rank.Optimizer.ClipGradNorm(_o.GradClip);
+        rank.Optimizer.Step();
+        return stepLoss;
+    }
+
+    (Tensor X, Tensor Y) BatchTensors(DistributedBatches data, long globalBatch, Rank rank)
+    {
+        var (xs, ys) = data.Batch(globalBatch, rank.DpIndex);
+        var shape = new long[] { _o.BatchSize, _o.SequenceLength };
+        return (torch.tensor(xs, shape, ScalarType.Int64).to(rank.Device), torch.tensor(ys, shape, ScalarType.Int64).to(rank.Device));
+    }
+
+    /// <summary>The mean of <paramref name="local"/> over DP (float32, rank order), then world rank 0's value on every rank.</summary>
+    static float AgreedMean(ProcessGroups g, float local)
+    {
+        using var t = torch.tensor(new[] { local });
+        g.Dp.AllReduce(t, ReduceOp.Avg);
+        g.World.Broadcast(t, 0);
+        return t.item<float>();
     }
 
     DistributedBatches? _val;
 
-    float ValidationLoss(RankThreads ranks, Replica[] replicas, ValidationSet val)
+    float ValidationLoss(RankThreads rankThreads, Rank[] ranks, ValidationSet val)
     {
         _val ??= new DistributedBatches(val.Tokens, _o.BatchSize, _o.SequenceLength, _o.DataParallel, "--input_val_bin");
         int n = (int)Math.Min(val.MaxBatches, _val.NumGlobalBatches);
-        var perRank = ranks.Run(r =>
+        var perRank = RunRanks(rankThreads, _world!, r =>
         {
-            var rep = replicas[r];
-            rep.Model.eval();
-            using var noGrad = torch.no_grad();
+            var rank = ranks[r];
+            rank.Model.eval();
             float sum = 0f;
-            for (int b = 0; b < n; b++)
+            using (torch.no_grad())
             {
-                using var scope = torch.NewDisposeScope();
-                var (xs, ys) = _val.Batch(b, r);
-                var x = torch.tensor(xs, new long[] { _o.BatchSize, _o.SequenceLength }, ScalarType.Int64).to(rep.Device);
-                var y = torch.tensor(ys, new long[] { _o.BatchSize, _o.SequenceLength }, ScalarType.Int64).to(rep.Device);
-                sum += _loss(rep.Model.forward(x), y).to(ScalarType.Float32).cpu().item<float>();
+                for (int b = 0; b < n; b++)
+                {
+                    using var scope = torch.NewDisposeScope();
+                    var (x, y) = BatchTensors(_val, b, rank);
+                    sum += rank.Loss(rank.Model.forward(x), y).to(ScalarType.Float32).cpu().item<float>();
+                }
             }
-            rep.Model.train();
-            return sum / n;
+            rank.Model.train();
+            return AgreedMean(rank.Groups, sum / n);
         });
-        float total = 0f;
-        foreach (var l in perRank) total += l;
-        return total / perRank.Length;
+        return perRank[0];
+    }
+
+    // ---- checkpoints ----------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Which rank writes which file. World rank 0's files sit at the checkpoint's top level (so a single-device or
+    /// pure-DP checkpoint is one model and one optimizer file); rank k's at <c>rank_k/</c>. The model part of ranks
+    /// that differ only in their DP coordinate is identical, so only DP rank 0 writes it; under ZeRO-1/2 every rank
+    /// writes its own optimizer shard.
+    /// </summary>
+    static string RankFile(int worldRank, string name) =>
+        worldRank == 0 ? name : Path.Combine("rank_" + worldRank.ToString("D6", CultureInfo.InvariantCulture), name);
+
+    static int ModelSource(ParallelLayout l, int rank) { var (tp, _, pp) = l.Coord(rank); return l.RankOf(tp, 0, pp); }
+    static int OptimizerSource(ParallelLayout l, int rank) => l.ZeroStage > 0 ? rank : ModelSource(l, rank);
+
+    string Save(int step, long globalBatch, Rank[] ranks, ILRScheduler? scheduler, ParallelLayout layout, string runId)
+    {
+        var meta = new CheckpointMeta
+        {
+            Step = step,
+            ConsumedSamples = globalBatch * _o.BatchSize * layout.Dp,
+            Model = Identity.Model,
+            Schedule = Identity.Schedule,
+            Optimizer = Identity.Optimizer,
+            Dtype = Identity.Dtype,
+            SequenceLength = _o.SequenceLength,
+            Seed = _o.Seed,
+            DataParallel = layout.Dp,
+            Layout = CheckpointLayout.Of(layout),
+            RngState = RngState(),
+            RunId = runId,
+            LearningRate = _o.LearningRate,
+            TotalBatchSize = _o.TotalBatchSize,
+            BatchSize = _o.BatchSize,
+            GradClip = _o.GradClip,
+            Device = _o.Device,
+            DataName = DataName,
+            DataSha256 = _dataSha256,
+        };
+        var writers = new Dictionary<string, Action<string>>
+        {
+            [CheckpointStore.SchedulerFile] = p => File.WriteAllText(p, scheduler is null ? "null" : scheduler.StateDict().ToJson()),
+        };
+        for (int r = 0; r < ranks.Length; r++)
+        {
+            var rank = ranks[r];
+            if (ModelSource(layout, r) == r) writers[RankFile(r, CheckpointStore.ModelFile)] = p => rank.Model.save(p);
+            if (OptimizerSource(layout, r) == r) writers[RankFile(r, CheckpointStore.OptimizerFile)] = p => rank.Optimizer.Inner.save_state_dict(p);
+        }
+        return CheckpointStore.Save(_o.SaveDir!, meta, _o.KeepLast, writers);
+    }
+
+    (int Step, long GlobalBatch) Restore(CheckpointInfo c, Rank[] ranks, IParamGroups groups, ILRScheduler? scheduler)
+    {
+        var layout = _o.Layout;
+        for (int r = 0; r < ranks.Length; r++)
+        {
+            string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
+            string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
+            foreach (var f in new[] { model, opt })
+                if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
+            var rank = ranks[r];
+            LoadFile(c, model, () => rank.Model.load(model));
+            LoadFile(c, opt, () => rank.Optimizer.Inner.load_state_dict(opt));
+        }
+        if (scheduler is not null)
+        {
+            // LoadStateDict replays the schedule to the saved step and writes LR (and cycled momentum) into every rank's groups.
+            try { scheduler.LoadStateDict(SchedulerState.FromJson(File.ReadAllText(c.SchedulerPath))); }
+            catch (SchedulerStateException e) { throw new CheckpointException($"checkpoint {c.Directory}: scheduler state: {e.Message}"); }
+        }
+        else
+        {
+            for (int g = 0; g < groups.Count; g++) groups.SetLr(g, _o.LearningRate);
+        }
+        long perGlobal = (long)_o.BatchSize * layout.Dp;
+        if (c.Meta.ConsumedSamples % perGlobal != 0)
+            throw new CheckpointException($"checkpoint {c.Directory}: it consumed {c.Meta.ConsumedSamples} samples, not a whole number of global batches of {_o.BatchSize} x DP {layout.Dp}; resume with a batch_size x DP that divides it");
+        if (c.Meta.RngState is { Length: > 0 } rng)
+        {
+            using var t = torch.tensor(Convert.FromBase64String(rng), dtype: ScalarType.Byte);
+            torch.random.set_rng_state(t);
+        }
+        if (c.Meta.Step >= _o.NumIterations)
+            throw new ArgumentException($"checkpoint {c.Directory} is at step {c.Meta.Step}, not before the last step {_o.NumIterations}; nothing to do");
+        return (c.Meta.Step, c.Meta.ConsumedSamples / perGlobal);
+    }
+
+    /// <summary>A file that passed its checksum but does not load (a hand-edited, re-hashed checkpoint) is named.</summary>
+    static void LoadFile(CheckpointInfo c, string path, Action load)
+    {
+        try { load(); }
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
+        {
+            throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, path)} cannot be loaded ({e.GetType().Name}: {e.Message})");
+        }
     }
 
     static string RngState()
     {
         using var t = torch.random.get_rng_state();
         return Convert.ToBase64String(t.data<byte>().ToArray());
-    }
-
-    /// <summary>Sum the gradients of ranks 0..W-1 in that order, divide by W, clip, copy to every rank.</summary>
-    void AllReduceMeanAndClip(Replica[] replicas)
-    {
-        int W = replicas.Length;
-        using var scope = torch.NewDisposeScope();
-        using var _ = torch.no_grad();
-        var p0 = replicas[0].Params;
-        if (W > 1)
-        {
-            for (int i = 0; i < p0.Length; i++)
-            {
-                var g0 = p0[i].grad;
-                if (g0 is null) continue;
-                for (int r = 1; r < W; r++)
-                {
-                    var gr = replicas[r].Params[i].grad;
-                    if (gr is not null) g0.add_(gr.to(g0.device));
-                }
-                g0.div_(W);
-            }
-        }
-        if (_o.GradClip > 0)
-            nn.utils.clip_grad_norm_(p0, _o.GradClip);
-        if (W > 1)
-        {
-            for (int i = 0; i < p0.Length; i++)
-            {
-                var g0 = p0[i].grad;
-                if (g0 is null) continue;
-                for (int r = 1; r < W; r++)
-                    replicas[r].Params[i].grad?.copy_(g0);
-            }
-        }
     }
 }

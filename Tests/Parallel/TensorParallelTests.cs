@@ -369,6 +369,38 @@ public static class TensorParallelTests
             }
         });
 
+    /// <summary>The catalog's tiny models split as the trainer will split them (llama3-tiny: V = 50257 is odd, so the
+    /// vocabulary is padded to 50258 inside TP=2); loss and the wte/lm_head grads vs the single-device model.</summary>
+    static Test CatalogCase(string name) =>
+        Spec.Case($"{name} tp=2 SP float32 (real vocabulary): loss and embedding grads vs the single-device model", () =>
+        {
+            var cfg = ModelCatalog.Get(name);
+            using var full = ModelFactory.Create(cfg, 8, CPU, ScalarType.Float32);
+            using var g = new Generator(18);
+            var idx = randint(0, cfg.VocabSize, new[] { 1L, T }, dtype: ScalarType.Int64, generator: g);
+            idx[0, 1] = tensor(cfg.VocabSize - 1L);
+            var targets = randint(0, cfg.VocabSize, new[] { 1L, T }, dtype: ScalarType.Int64, generator: g);
+            targets[0, 3] = tensor(cfg.VocabSize - 1L);
+            var loss = full.Loss(full.forward(idx), targets);
+            loss.backward();
+            var fullGrads = full.WeightFileOrder().ToDictionary(w => w.Name, w => w.Tensor.grad!.detach().clone());
+            var results = OnRanks(2, comm =>
+            {
+                using var shard = TensorParallelModels.FromFull(full, CPU, ScalarType.Float32, comm, sequenceParallel: true);
+                Must.Equal(shard.LocalVocab, (cfg.PaddedVocabSize + 1L) / 2, "local vocabulary rows");
+                var l = shard.Loss(shard.forward(idx), targets);
+                l.backward();
+                shard.AllReduceSequenceParallelGrads();
+                return (Loss: l.item<float>(), Grads: shard.GatherFullGrads().ToDictionary(x => x.Name, x => x.Tensor));
+            });
+            foreach (var (l, grads) in results)
+            {
+                Must.True(Math.Abs(l - loss.item<float>()) <= 1e-5, $"loss {l:R} vs {loss.item<float>():R}");
+                foreach (var n in new[] { "wte", "lm_head.weight", "ln_f.weight" }.Where(fullGrads.ContainsKey))
+                    Near(grads[n], fullGrads[n], 1e-5, $"grad {n}");
+            }
+        });
+
     static Test ModelTests() => Spec.List("models",
         (from cfg in new[] { Gpt2Test, Llama3Test }
          from tp in new[] { 2, 4 }
@@ -377,15 +409,33 @@ public static class TensorParallelTests
          where tp == 2 || dt == ScalarType.Float32
          select ModelCase(cfg, tp, sp, dt))
         .Append(Bf16Case(Gpt2Test)).Append(Bf16Case(Llama3Test))
-        .Append(TrainingCase(Gpt2Test)).Append(TrainingCase(Llama3Test)));
+        .Append(TrainingCase(Gpt2Test)).Append(TrainingCase(Llama3Test))
+        .Append(CatalogCase("gpt2-tiny")).Append(CatalogCase("llama3-tiny")));
 
-    static Test Refusals() => Spec.List("refusals",
+    static Test Construction() => Spec.List("construction",
         Spec.Case("heads / KV heads / MLP width not divisible by TP are refused with the numbers", () =>
         {
             var e = Must.Throws<ArgumentException>(() => TensorParallelModels.Validate(Llama3Test, 8), "kv heads");
             Must.Contains(e.Message, "n_kv_head 4 is not divisible by 8", "message");
             e = Must.Throws<ArgumentException>(() => TensorParallelModels.Validate(Gpt2Test, 3), "heads");
             Must.Contains(e.Message, "n_head 4 is not divisible by 3", "message");
+        }),
+        Spec.Case("Create(cfg, seed) on each rank = slices of ModelFactory.Create(cfg, seed), bit for bit (both models, TP=4)", () =>
+        {
+            foreach (var cfg in new[] { Gpt2Test, Llama3Test })
+            {
+                using var full = ModelFactory.Create(cfg, 9, CPU, ScalarType.Float32);
+                var gathered = OnRanks(4, comm =>
+                {
+                    using var shard = TensorParallelModels.Create(cfg, 9, CPU, ScalarType.Float32, comm, sequenceParallel: false);
+                    Must.True(shard.ReplicatedParameters().Count + shard.ShardedParameters().Count == shard.parameters().Count(), "every parameter is either replicated or sharded");
+                    return shard.GatherFullWeights();
+                });
+                var expect = full.WeightFileOrder();
+                foreach (var g in gathered)
+                    for (int i = 0; i < expect.Count; i++)
+                        Must.True(MaxDiff(g[i].Tensor, expect[i].Tensor) == 0, $"{cfg.Kind} {expect[i].Name} differs");
+            }
         }),
         Spec.Case("SP refuses a sequence length not divisible by TP", () =>
         {
@@ -412,5 +462,5 @@ public static class TensorParallelTests
         }));
 
     [Tests]
-    public static Test All => Spec.Sequenced(Spec.List("parallel.tensor", LayerTests(), ModelTests(), Refusals()));
+    public static Test All => Spec.Sequenced(Spec.List("parallel.tensor", LayerTests(), ModelTests(), Construction()));
 }

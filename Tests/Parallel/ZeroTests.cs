@@ -247,14 +247,13 @@ public static class ZeroTests
                 Must.True(lay.Padded % dp == 0 && lay.Padded - lay.Total < dp, $"DP={dp}: padded {lay.Padded}");
             }
         }),
-        Spec.Case("TorchSharp SGD, Adam and AdamW over pieces of a flat buffer equal them over the full tensors bit for bit", () =>
+        // The assumption the design rests on, checked for float32 (bfloat16 fails it: libtorch's CPU kernels round the
+        // vector body and the scalar tail differently, hence float32 main parameters for 16-bit models).
+        Spec.Case("TorchSharp SGD, Adam and AdamW over pieces of a flat buffer equal them over the full tensors bit for bit (float32)", () =>
         {
             ShardedEqualsFull("AdamW", ps => optim.AdamW(ps, 1e-2, 0.9, 0.95, 1e-8, 0.1));
             ShardedEqualsFull("Adam", ps => optim.Adam(ps, 1e-2, 0.9, 0.95, 1e-8, 0.1));
             ShardedEqualsFull("SGD nesterov", ps => optim.SGD(ps, 0.1, 0.9, 0, 0.01, true));
-            ShardedEqualsFull("AdamW bf16", ps => optim.AdamW(ps, 1e-2, 0.9, 0.95, 1e-8, 0.1), ScalarType.BFloat16);
-            ShardedEqualsFull("Adam bf16", ps => optim.Adam(ps, 1e-2, 0.9, 0.95, 1e-8, 0.1), ScalarType.BFloat16);
-            ShardedEqualsFull("SGD nesterov bf16", ps => optim.SGD(ps, 0.1, 0.9, 0, 0.01, true), ScalarType.BFloat16);
         }),
         ZeroParity(AdamWCosine, 2),
         ZeroParity(AdamWOdd, 2),
@@ -293,10 +292,16 @@ public static class ZeroTests
                 Must.True(z.StateBytes.SequenceEqual(expected), $"ZeRO-{stage} state bytes per rank {string.Join(",", z.StateBytes)}, expected {string.Join(",", expected)}");
                 Must.Equal(z.StateBytes.Sum(), full, $"ZeRO-{stage} state bytes over all ranks");
             }
+            // bfloat16: float32 main parameters join exp_avg and exp_avg_sq (12 bytes per element).
+            var b0 = Train(AdamWBf16, 4, 0, 1);
+            Must.True(b0.StateBytes.All(b => b == 455 * 12), $"bfloat16 ZeRO-0 state bytes per rank {string.Join(",", b0.StateBytes)}, expected {455 * 12}");
+            var b1 = Train(AdamWBf16, 4, 1, 1);
+            var expected16 = new long[] { 114, 114, 114, 113 }.Select(n => n * 12).ToArray();
+            Must.True(b1.StateBytes.SequenceEqual(expected16), $"bfloat16 ZeRO-1 state bytes per rank {string.Join(",", b1.StateBytes)}, expected {string.Join(",", expected16)}");
         }),
-        Spec.Case("state save/load per rank: the resumed run continues bit for bit (ZeRO-0, 1, 2; AdamW and SGD)", () =>
+        Spec.Case("state save/load per rank: the resumed run continues bit for bit (ZeRO-0, 1, 2; AdamW, SGD, AdamW bfloat16)", () =>
         {
-            foreach (var s in new[] { AdamWOdd, SgdStep })
+            foreach (var s in new[] { AdamWOdd, SgdStep, AdamWBf16 })
                 foreach (int stage in new[] { 0, 1, 2 })
                 {
                     var dir = Path.Combine(Path.GetTempPath(), $"zero-resume-{Guid.NewGuid():N}");

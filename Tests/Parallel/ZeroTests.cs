@@ -311,6 +311,19 @@ public static class ZeroTests
                         var resumed = Train(s, 2, stage, 6, load: new Checkpoint(dir, 3));
                         var tail = new RunResult { Losses = whole.Losses.Skip(3).ToList(), Lrs = whole.Lrs.Skip(3).ToList(), Norms = whole.Norms.Skip(3).ToList(), Params = whole.Params };
                         SameRun(tail, resumed, $"{s.Name} ZeRO-{stage} resumed at step 3");
+                        if (s == AdamWOdd && stage == 1)
+                        {
+                            // A shard saved under DP=2 is refused by a DP=1 optimizer and by a ZeRO-2 one, naming both layouts.
+                            using var world = World(1)[0];
+                            using var m = s.Model();
+                            foreach (int other in new[] { 1, 2 })
+                            {
+                                using var o = new DataParallelOptimizer(world, Groups(m), g => s.Optimizer(g), other);
+                                var e = Must.Throws<InvalidDataException>(() => o.LoadState(Path.Combine(dir, "opt0.bin")), $"loading a DP=2 ZeRO-1 shard into DP=1 ZeRO-{other}");
+                                Must.Contains(e.Message, "zero_stage=1 dp=2 rank=0", "the message names the saved layout");
+                                Must.Contains(e.Message, $"zero_stage={other} dp=1 rank=0", "the message names this optimizer's layout");
+                            }
+                        }
                     }
                     finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
                 }

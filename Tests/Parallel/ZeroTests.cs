@@ -21,7 +21,15 @@ public static class ZeroTests
 
     /// <summary>One training configuration: model size, optimizer, schedule, clipping.</summary>
     sealed record Setup(string Name, int Vocab, int Width, Func<IReadOnlyList<IReadOnlyList<Parameter>>, OptimizerHelper> Optimizer,
-        Func<Schedule> Schedule, double Clip = 0.25);
+        Func<Schedule> Schedule, double Clip = 0.25, ScalarType Dtype = ScalarType.Float32)
+    {
+        public TinyLm Model()
+        {
+            var m = new TinyLm(Vocab, Width, 7, torch.CPU);
+            if (Dtype != ScalarType.Float32) m.to(Dtype);
+            return m;
+        }
+    }
 
     // Two param groups as trainers build them: matrices decay, biases do not.
     static OptimizerHelper AdamW(IReadOnlyList<IReadOnlyList<Parameter>> g) => optim.AdamW(new[]
@@ -39,6 +47,7 @@ public static class ZeroTests
     static readonly Setup AdamWCosine = new("AdamW wd=0.1, warmup+cosine", 32, 16, AdamW, () => Recipes.WarmupCosine(2, 6, 1e-3));
     // 29×6 + 12×6 + 6 + 6×29 + 29 = 455 elements: odd, so DP=2 and DP=4 both pad.
     static readonly Setup AdamWOdd = new("AdamW wd=0.1, warmup+cosine, 455 params (padded)", 29, 6, AdamW, () => Recipes.WarmupCosine(2, 6, 1e-3));
+    static readonly Setup AdamWBf16 = AdamWOdd with { Name = "AdamW wd=0.1, warmup+cosine, 455 params, bfloat16", Dtype = ScalarType.BFloat16 };
     static readonly Setup SgdStep = new("SGD momentum 0.9, StepLR", 29, 6, SgdMomentum, () => new StepLR(2, 0.5));
 
     sealed class RunResult
@@ -50,6 +59,17 @@ public static class ZeroTests
         public long[] StateBytes = Array.Empty<long>();
     }
 
+    /// <summary>A thread-backend world whose waits give up after a minute (a broken test fails instead of hanging).</summary>
+    static IReadOnlyList<ICommunicator> World(int size) => ThreadCommunicator.CreateWorld(size, TimeSpan.FromMinutes(1));
+
+    /// <summary>Runs <paramref name="work"/> on every rank's thread; a rank that throws aborts the world so the others
+    /// stop waiting in their collectives.</summary>
+    static T[] OnRanks<T>(RankThreads ranks, IReadOnlyList<ICommunicator> comms, Func<int, T> work) => ranks.Run(r =>
+    {
+        try { return work(r); }
+        catch (Exception e) { ((ThreadCommunicator)comms[r]).Abort(e); throw; }
+    });
+
     static IReadOnlyList<IReadOnlyList<Parameter>> Groups(nn.Module<Tensor, Tensor> m)
     {
         var ps = m.parameters().ToArray();
@@ -59,7 +79,7 @@ public static class ZeroTests
     static float[] Flatten(nn.Module<Tensor, Tensor> m)
     {
         using var scope = torch.NewDisposeScope();
-        return torch.cat(m.parameters().Select(p => p.detach().reshape(-1)).ToArray()).data<float>().ToArray();
+        return torch.cat(m.parameters().Select(p => p.detach().reshape(-1).to(ScalarType.Float32)).ToArray()).data<float>().ToArray();
     }
 
     static bool SameBits(float[] a, float[] b) => a.Length == b.Length && a.Zip(b).All(x => BitConverter.SingleToInt32Bits(x.Item1) == BitConverter.SingleToInt32Bits(x.Item2));
@@ -75,8 +95,8 @@ public static class ZeroTests
     static RunResult Train(Setup s, int dp, int stage, int steps, Checkpoint? save = null, Checkpoint? load = null)
     {
         torch.set_num_threads(1);
-        var comms = RankOrderGroup.Create(dp);
-        var models = Enumerable.Range(0, dp).Select(_ => new TinyLm(s.Vocab, s.Width, 7, torch.CPU)).ToArray();
+        var comms = World(dp);
+        var models = Enumerable.Range(0, dp).Select(_ => s.Model()).ToArray();
         var opts = Enumerable.Range(0, dp).Select(r => new DataParallelOptimizer(comms[r], Groups(models[r]), g => s.Optimizer(g), stage)).ToArray();
         var groups = new ReplicatedParamGroups(opts.Select(o => o.ParamGroups).ToArray());
         var scheduler = LRSchedulers.Create(s.Schedule(), groups);
@@ -94,7 +114,7 @@ public static class ZeroTests
         {
             res.Lrs.Add(opts.Select(o => Enumerable.Range(0, o.ParamGroups.Count).Select(o.ParamGroups.GetLr).ToArray()).ToArray());
             int st = step;
-            var outs = ranks.Run(r =>
+            var outs = OnRanks(ranks, comms, r =>
             {
                 var o = opts[r];
                 o.ZeroGrad();
@@ -105,7 +125,7 @@ public static class ZeroTests
                     var x = torch.tensor(xs, new long[] { GlobalSeqs / dp, Seq }, ScalarType.Int64);
                     var y = torch.tensor(ys, new long[] { GlobalSeqs / dp, Seq }, ScalarType.Int64);
                     var loss = TinyLm.Loss(models[r].forward(x), y);
-                    lossf = loss.item<float>();
+                    lossf = loss.to(ScalarType.Float32).item<float>();
                     loss.backward();
                 }
                 o.ReduceGradients();
@@ -130,6 +150,7 @@ public static class ZeroTests
         res.StateBytes = opts.Select(o => o.OptimizerStateBytes()).ToArray();
         foreach (var o in opts) o.Dispose();
         foreach (var m in models) m.Dispose();
+        foreach (var c in comms) c.Dispose();
         return res;
     }
 
@@ -162,7 +183,7 @@ public static class ZeroTests
     {
         var z0 = Train(s, dp, 0, steps);
         Must.True(z0.Norms.Any(n => n[0] > s.Clip), $"clipping never engaged (norms {string.Join(", ", z0.Norms.Select(n => n[0]))})");
-        using (var init = new TinyLm(s.Vocab, s.Width, 7, torch.CPU))
+        using (var init = s.Model())
             Must.True(!SameBits(Flatten(init), z0.Params), "the parameters did not move");
         EveryRankSameLr(z0, "ZeRO-0");
         var lrs = z0.Lrs.Select(l => l[0][0]).ToArray();
@@ -173,29 +194,29 @@ public static class ZeroTests
 
     /// <summary>Runs <paramref name="opt"/> over <paramref name="full"/> tensors and over pieces of one flat buffer cut
     /// at other boundaries, with the same gradients; returns whether every element matches bit for bit.</summary>
-    static void ShardedEqualsFull(string name, Func<IEnumerable<Parameter>, OptimizerHelper> opt)
+    static void ShardedEqualsFull(string name, Func<IEnumerable<Parameter>, OptimizerHelper> opt, ScalarType dtype = ScalarType.Float32)
     {
         using var g = new torch.Generator(11);
         long[] sizes = { 7, 293, 155 }, cuts = { 0, 100, 351, 455 };
-        var init = torch.randn(455, generator: g);
+        var init = torch.randn(455, generator: g).to(dtype);
         var full = sizes.Select((n, i) => new Parameter(init.narrow(0, sizes.Take(i).Sum(), n).clone())).ToArray();
         var flat = init.clone();
         var pieces = cuts.Zip(cuts.Skip(1)).Select(c => new Parameter(flat.narrow(0, c.Item1, c.Item2 - c.Item1), true)).ToArray();
-        var flatGrad = torch.zeros(455);
+        var flatGrad = torch.zeros(455, dtype);
         for (int i = 0; i < pieces.Length; i++) pieces[i].grad = flatGrad.narrow(0, cuts[i], cuts[i + 1] - cuts[i]);
         using var a = opt(full); using var b = opt(pieces);
         for (int step = 0; step < 4; step++)
         {
-            var grad = torch.randn(455, generator: g);
+            var grad = torch.randn(455, generator: g).to(dtype);
             for (int i = 0; i < full.Length; i++) full[i].grad = grad.narrow(0, sizes.Take(i).Sum(), sizes[i]).clone();
             using (torch.no_grad()) flatGrad.copy_(grad);
             a.step(); b.step();
         }
-        var x = torch.cat(full.Select(p => p.detach()).ToArray()).data<float>().ToArray();
-        var y = flat.data<float>().ToArray();
+        var x = torch.cat(full.Select(p => p.detach()).ToArray()).to(ScalarType.Float32).data<float>().ToArray();
+        var y = flat.to(ScalarType.Float32).data<float>().ToArray();
         int bad = x.Zip(y).Count(t => BitConverter.SingleToInt32Bits(t.Item1) != BitConverter.SingleToInt32Bits(t.Item2));
         Must.True(bad == 0, $"{name}: {bad} of 455 elements differ between the optimizer over the full tensors and over flat pieces");
-        Must.True(!SameBits(x, init.data<float>().ToArray()), $"{name}: the parameters did not move");
+        Must.True(!SameBits(x, init.to(ScalarType.Float32).data<float>().ToArray()), $"{name}: the parameters did not move");
     }
 
     [Tests]
@@ -226,7 +247,9 @@ public static class ZeroTests
                 Must.True(lay.Padded % dp == 0 && lay.Padded - lay.Total < dp, $"DP={dp}: padded {lay.Padded}");
             }
         }),
-        Spec.Case("TorchSharp SGD, Adam and AdamW over pieces of a flat buffer equal them over the full tensors bit for bit", () =>
+        // The assumption the design rests on, checked for float32 (bfloat16 fails it: libtorch's CPU kernels round the
+        // vector body and the scalar tail differently, hence float32 main parameters for 16-bit models).
+        Spec.Case("TorchSharp SGD, Adam and AdamW over pieces of a flat buffer equal them over the full tensors bit for bit (float32)", () =>
         {
             ShardedEqualsFull("AdamW", ps => optim.AdamW(ps, 1e-2, 0.9, 0.95, 1e-8, 0.1));
             ShardedEqualsFull("Adam", ps => optim.Adam(ps, 1e-2, 0.9, 0.95, 1e-8, 0.1));
@@ -236,6 +259,34 @@ public static class ZeroTests
         ZeroParity(AdamWOdd, 2),
         ZeroParity(AdamWOdd, 4),
         ZeroParity(SgdStep, 4),
+        ZeroParity(AdamWBf16, 2),
+        Spec.Case("DP=8 over 5 parameter elements: ranks whose shard holds nothing (or only padding) keep both groups and agree with ZeRO-0", () =>
+        {
+            torch.set_num_threads(1);
+            float[] Run(int stage) => ThreadCommunicator.Run(8, comm =>
+            {
+                var a = new Parameter(torch.tensor(new float[] { 0.5f, -1f, 2f }));
+                var b = new Parameter(torch.tensor(new float[] { 1f, -3f }));
+                using var o = new DataParallelOptimizer(comm, new[] { new[] { a }, new[] { b } }, g => AdamW(g), stage);
+                Must.Equal(o.ParamGroups.Count, 2, $"rank {comm.Rank}: param groups");
+                var sched = LRSchedulers.Create(new StepLR(1, 0.5), o.ParamGroups);
+                for (int step = 0; step < 3; step++)
+                {
+                    o.ZeroGrad();
+                    // Each rank its own loss, so the average matters: d/da = 2a·(rank+1), d/db = rank - 3.5.
+                    (a.square().sum() * (comm.Rank + 1) + b.sum() * (comm.Rank - 3.5f)).backward();
+                    o.ReduceGradients();
+                    o.ClipGradNorm(1.0);
+                    o.Step();
+                    sched.Step();
+                }
+                return a.detach().data<float>().Concat(b.detach().data<float>()).ToArray();
+            }, TimeSpan.FromMinutes(1))[0];
+            var z0 = Run(0);
+            Must.True(!SameBits(z0, new float[] { 0.5f, -1f, 2f, 1f, -3f }), "the parameters did not move");
+            foreach (int stage in new[] { 1, 2 })
+                Must.True(SameBits(Run(stage), z0), $"ZeRO-{stage} [{string.Join(", ", Run(stage))}] vs ZeRO-0 [{string.Join(", ", z0)}]");
+        }),
         Spec.Case("ZeRO-0 at DP=2 and DP=4 reproduces one rank over the same global batch (loss, norm within 1e-5; same LRs)", () =>
         {
             var one = Train(AdamWOdd, 1, 0, 6);
@@ -268,10 +319,16 @@ public static class ZeroTests
                 Must.True(z.StateBytes.SequenceEqual(expected), $"ZeRO-{stage} state bytes per rank {string.Join(",", z.StateBytes)}, expected {string.Join(",", expected)}");
                 Must.Equal(z.StateBytes.Sum(), full, $"ZeRO-{stage} state bytes over all ranks");
             }
+            // bfloat16: float32 main parameters join exp_avg and exp_avg_sq (12 bytes per element).
+            var b0 = Train(AdamWBf16, 4, 0, 1);
+            Must.True(b0.StateBytes.All(b => b == 455 * 12), $"bfloat16 ZeRO-0 state bytes per rank {string.Join(",", b0.StateBytes)}, expected {455 * 12}");
+            var b1 = Train(AdamWBf16, 4, 1, 1);
+            var expected16 = new long[] { 114, 114, 114, 113 }.Select(n => n * 12).ToArray();
+            Must.True(b1.StateBytes.SequenceEqual(expected16), $"bfloat16 ZeRO-1 state bytes per rank {string.Join(",", b1.StateBytes)}, expected {string.Join(",", expected16)}");
         }),
-        Spec.Case("state save/load per rank: the resumed run continues bit for bit (ZeRO-0, 1, 2; AdamW and SGD)", () =>
+        Spec.Case("state save/load per rank: the resumed run continues bit for bit (ZeRO-0, 1, 2; AdamW, SGD, AdamW bfloat16)", () =>
         {
-            foreach (var s in new[] { AdamWOdd, SgdStep })
+            foreach (var s in new[] { AdamWOdd, SgdStep, AdamWBf16 })
                 foreach (int stage in new[] { 0, 1, 2 })
                 {
                     var dir = Path.Combine(Path.GetTempPath(), $"zero-resume-{Guid.NewGuid():N}");
@@ -281,6 +338,19 @@ public static class ZeroTests
                         var resumed = Train(s, 2, stage, 6, load: new Checkpoint(dir, 3));
                         var tail = new RunResult { Losses = whole.Losses.Skip(3).ToList(), Lrs = whole.Lrs.Skip(3).ToList(), Norms = whole.Norms.Skip(3).ToList(), Params = whole.Params };
                         SameRun(tail, resumed, $"{s.Name} ZeRO-{stage} resumed at step 3");
+                        if (s == AdamWOdd && stage == 1)
+                        {
+                            // A shard saved under DP=2 is refused by a DP=1 optimizer and by a ZeRO-2 one, naming both layouts.
+                            using var world = World(1)[0];
+                            using var m = s.Model();
+                            foreach (int other in new[] { 1, 2 })
+                            {
+                                using var o = new DataParallelOptimizer(world, Groups(m), g => s.Optimizer(g), other);
+                                var e = Must.Throws<InvalidDataException>(() => o.LoadState(Path.Combine(dir, "opt0.bin")), $"loading a DP=2 ZeRO-1 shard into DP=1 ZeRO-{other}");
+                                Must.Contains(e.Message, "zero_stage=1 dp=2 rank=0", "the message names the saved layout");
+                                Must.Contains(e.Message, $"zero_stage={other} dp=1 rank=0", "the message names this optimizer's layout");
+                            }
+                        }
                     }
                     finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
                 }
@@ -289,13 +359,13 @@ public static class ZeroTests
         {
             torch.set_num_threads(1);
             const int dp = 2;
-            var comms = RankOrderGroup.Create(dp);
-            var mpComms = RankOrderGroup.Create(dp);   // stands for a model-parallel group whose members hold equal parts
+            var comms = World(dp);
+            var mpComms = World(dp);   // stands for a model-parallel group whose members hold equal parts
             var models = Enumerable.Range(0, dp).Select(_ => new TinyLm(29, 6, 7, torch.CPU)).ToArray();
             foreach (int stage in new[] { 0, 1, 2 })
             {
                 using var ranks = new RankThreads(dp);
-                var norms = ranks.Run(r =>
+                var norms = OnRanks(ranks, comms, r =>
                 {
                     var groups = Groups(models[r]);
                     var bias = groups[1][0];
@@ -329,5 +399,6 @@ public static class ZeroTests
                 }
             }
             foreach (var m in models) m.Dispose();
+            foreach (var c in comms.Concat(mpComms)) c.Dispose();
         })));
 }

@@ -22,47 +22,59 @@ public sealed record GradNormScope(ICommunicator? ModelParallel = null, Func<Par
 /// steps a TorchSharp optimizer — over the whole model (ZeRO-0) or over this rank's shard of the parameters (ZeRO-1/2,
 /// InfiniTrain's/Megatron's DistributedOptimizer).
 /// <list type="bullet">
-/// <item>Stage 0: the gradients are copied into a flat buffer, all-reduced (Avg), copied back; the inner optimizer
-/// steps every parameter on every rank.</item>
+/// <item>Stage 0: the gradients are copied into a flat buffer, all-reduced (Avg), and the inner optimizer steps every
+/// parameter on every rank.</item>
 /// <item>Stage 1: a persistent flat gradient buffer is reduce-scattered (Avg) into this rank's shard (see
 /// <see cref="FlatShardLayout"/> for the order and padding); the inner optimizer runs over one shard tensor per param
-/// group (a view of the owned slice of the flat parameters; empty when the shard holds none of the group) whose
-/// <c>.grad</c> is the matching view of the gradient shard; after its step the flat parameters are all-gathered and
-/// copied into the model.</item>
+/// group (a view of this rank's parameter shard; empty when the shard holds none of the group) whose <c>.grad</c> is
+/// the matching view of the gradient shard; after its step the parameter shards are all-gathered and copied into the
+/// model.</item>
 /// <item>Stage 2: as stage 1, but the full flat gradient exists only during the reduce-scatter and the model's
 /// <c>.grad</c> tensors are dropped after it: only the gradient shard persists.</item>
 /// </list>
-/// Every stage computes the same floats: reductions add in rank order (a deterministic communicator gives reduce-scatter
-/// chunk r ≡ all-reduce chunk r), the norm is defined per DP shard (<see cref="ClipGradNorm"/>), and SGD/Adam/AdamW are
-/// elementwise, so ZeRO-1/2 reproduce ZeRO-0 bit for bit. A parameter without a gradient counts as a zero gradient in
-/// every stage (so Adam still decays and moves it, as a DDP bucket would).
+/// <para>Main dtype: float32/float64 models are stepped in their own dtype. A bfloat16/float16 model gets float32 main
+/// parameters (the whole model under ZeRO-0, this rank's shard under ZeRO-1/2; Megatron's mixed-precision optimizer):
+/// gradients are widened to float32 before the reduction, the norm, clipping and the optimizer run in float32, and the
+/// model receives the main parameters rounded to its dtype after every step. Besides being the better numerics this is
+/// what makes the stages agree: TorchSharp's bfloat16 optimizer arithmetic rounds differently in libtorch's vectorised
+/// body and scalar tail, so a shard and the full tensor would not give the same bits.</para>
+/// <para>Every stage computes the same floats: reductions add in rank order (a deterministic communicator gives
+/// reduce-scatter chunk r ≡ all-reduce chunk r), the norm is defined per DP shard (<see cref="GradNorm"/>), and
+/// SGD/Adam/AdamW are elementwise, so ZeRO-1/2 reproduce ZeRO-0 bit for bit. A parameter without a gradient counts as a
+/// zero gradient in every stage (so Adam still decays and moves it, as a DDP bucket would).</para>
 /// Call order per step: backward (every micro-batch) → <see cref="ReduceGradients"/> → <see cref="ClipGradNorm"/> →
 /// <see cref="Step"/> (the model holds the updated parameters when it returns) → scheduler step → <see cref="ZeroGrad"/>
-/// before the next backward. Every DP member calls each method in the same order (they are collectives).
-/// The model's parameters are the truth between steps: <see cref="Step"/> reads the owned slice from them, so loading
-/// a model checkpoint needs nothing else.
+/// before the next backward. Every DP member calls each of these in the same order (they are collectives).
+/// <para>Truth between steps: for a float32/float64 model, the model's parameters (each step starts by reading this
+/// rank's slice from them, so loading a model checkpoint needs nothing else); with float32 main parameters, those — they
+/// are saved and loaded with <see cref="SaveState"/>/<see cref="LoadState"/>.</para>
 /// </summary>
 public sealed class DataParallelOptimizer : IDisposable
 {
     readonly ICommunicator _dp;
     readonly Parameter[] _params;           // the model's parameters, group-major (layout order)
-    readonly Tensor[] _flatParamViews;      // stage 1/2: each parameter's view into _flatParams
     readonly FlatShardLayout _layout;
     readonly OptimizerHelper _inner;
     readonly TorchSharpParamGroups _groups;
     readonly ICommunicator? _modelParallel;
-    readonly Tensor? _flatGrad;             // stage 0/1: persistent, Padded elements
-    readonly Tensor? _gradShard;            // stage 1/2: this rank's reduced gradient, ShardSize elements
-    readonly Tensor? _paramShard;           // stage 1/2: this rank's parameters, ShardSize elements
-    readonly Tensor? _flatParams;           // stage 1/2: all-gather target, Padded elements
-    readonly Tensor? _normMask;             // this shard: 1 where the element counts in the norm, 0 elsewhere; null = all count
-    readonly List<Tensor> _owned = new();   // views and shard parameters to dispose
-    readonly ScalarType _dtype;
+    readonly ScalarType _modelType, _mainType;
     readonly Device _device;
+    readonly bool _separateMain;            // main parameters are float32 copies of a 16-bit model
+    readonly Tensor? _flatGrad;             // stage 0/1: persistent, Padded elements, main dtype
+    readonly Parameter[]? _mainParams;      // stage 0 with separate main params: one per model parameter, .grad views of _flatGrad
+    readonly Tensor? _gradShard;            // stage 1/2: this rank's reduced gradient, ShardSize elements, main dtype
+    readonly Tensor? _paramShard;           // stage 1/2: this rank's main parameters, ShardSize elements
+    readonly Tensor? _modelShard;           // stage 1/2: _paramShard in the model dtype (the same tensor when no separate main)
+    readonly Tensor? _flatParams;           // stage 1/2: all-gather target, Padded elements, model dtype
+    readonly Tensor[] _flatParamViews;      // stage 1/2: each model parameter's view into _flatParams
+    readonly Tensor? _normMask;             // this shard: 1 where the element counts in the norm, 0 elsewhere; null = all count
+    readonly List<Tensor> _owned = new();   // tensors to dispose
 
     public int ZeroStage { get; }
     public FlatShardLayout Layout => _layout;
-    /// <summary>The TorchSharp optimizer this rank steps (over the model, or over its shard tensors).</summary>
+    /// <summary>The dtype the optimizer computes in (float32 for a 16-bit model).</summary>
+    public ScalarType MainType => _mainType;
+    /// <summary>The TorchSharp optimizer this rank steps (over the model or its float32 main copy, or over shard tensors).</summary>
     public OptimizerHelper Inner => _inner;
     /// <summary>The inner optimizer's param groups, one per group given at construction, in that order, on every
     /// rank and stage: drive them with one scheduler through <c>ReplicatedParamGroups</c>.</summary>
@@ -82,29 +94,43 @@ public sealed class DataParallelOptimizer : IDisposable
         ZeroStage = zeroStage;
         _params = groups.SelectMany(g => g).ToArray();
         if (_params.Length == 0) throw new ArgumentException("no parameters to optimize", nameof(groups));
-        _dtype = _params[0].dtype;
+        _modelType = _params[0].dtype;
         _device = _params[0].device;
         foreach (var p in _params)
-            if (p.dtype != _dtype || p.device.type != _device.type || p.device.index != _device.index)
-                throw new ArgumentException($"all parameters must share one dtype and device; found {_dtype} on {_device} and {p.dtype} on {p.device}", nameof(groups));
+            if (p.dtype != _modelType || p.device.type != _device.type || p.device.index != _device.index)
+                throw new ArgumentException($"all parameters must share one dtype and device; found {_modelType} on {_device} and {p.dtype} on {p.device}", nameof(groups));
+        _mainType = _modelType is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : _modelType;
+        _separateMain = _mainType != _modelType;
         _layout = new FlatShardLayout(groups.Select(g => (IReadOnlyList<long>)g.Select(p => p.numel()).ToArray()).ToArray(), dp.Size);
         _modelParallel = normScope?.ModelParallel;
 
         using (torch.no_grad())
         {
             long padded = _layout.Padded, shard = _layout.ShardSize;
-            if (zeroStage <= 1) _flatGrad = Keep(torch.zeros(padded, _dtype, _device));
+            if (zeroStage <= 1) _flatGrad = Keep(torch.zeros(padded, _mainType, _device));
             if (zeroStage == 0)
             {
                 _flatParamViews = Array.Empty<Tensor>();
-                _inner = factory(groups);
+                if (_separateMain)
+                {
+                    _mainParams = new Parameter[_params.Length];
+                    for (int i = 0; i < _params.Length; i++)
+                    {
+                        _mainParams[i] = (Parameter)Keep(new Parameter(_params[i].detach().to(_mainType).clone(), requires_grad: true));
+                        _mainParams[i].grad = FlatSlot(_flatGrad!, i).view(_params[i].shape);
+                    }
+                    int at = 0;
+                    _inner = factory(groups.Select(g => { var m = _mainParams.Skip(at).Take(g.Count).ToArray(); at += g.Count; return (IReadOnlyList<Parameter>)m; }).ToArray());
+                }
+                else _inner = factory(groups);
             }
             else
             {
-                _gradShard = Keep(torch.zeros(shard, _dtype, _device));
-                _flatParams = Keep(torch.zeros(padded, _dtype, _device));
-                _paramShard = Keep(_flatParams.narrow(0, _dp.Rank * shard, shard).clone());
-                _flatParamViews = _params.Select((p, i) => Keep(_flatParams.narrow(0, _layout.Offsets[i], _layout.Sizes[i]).view(p.shape))).ToArray();
+                _gradShard = Keep(torch.zeros(shard, _mainType, _device));
+                _paramShard = Keep(torch.zeros(shard, _mainType, _device));
+                _modelShard = _separateMain ? Keep(torch.zeros(shard, _modelType, _device)) : _paramShard;
+                _flatParams = Keep(torch.zeros(padded, _modelType, _device));
+                _flatParamViews = _params.Select((p, i) => Keep(FlatSlot(_flatParams, i).view(p.shape))).ToArray();
                 CopyOwnedSliceFromModel();
                 var shardGroups = new List<IReadOnlyList<Parameter>>();
                 for (int g = 0; g < groups.Count; g++)
@@ -118,7 +144,6 @@ public sealed class DataParallelOptimizer : IDisposable
             }
             if (normScope?.CountsInNorm is { } counts && _params.Any(p => !counts(p)))
             {
-                var (s, e) = _layout.Shard(_dp.Rank);
                 var mask = torch.zeros(_layout.ShardSize, ScalarType.Float64, _device);
                 for (int i = 0; i < _params.Length; i++)
                     if (counts(_params[i]) && _layout.ParamInShard(i, _dp.Rank) is { } piece)
@@ -133,6 +158,8 @@ public sealed class DataParallelOptimizer : IDisposable
 
     Tensor Keep(Tensor t) { t.DetachFromDisposeScope(); _owned.Add(t); return t; }
 
+    Tensor FlatSlot(Tensor flat, int param) => flat.narrow(0, _layout.Offsets[param], _layout.Sizes[param]);
+
     /// <summary>Zeroes the model's gradients (stage 2 has none between steps).</summary>
     public void ZeroGrad()
     {
@@ -140,27 +167,29 @@ public sealed class DataParallelOptimizer : IDisposable
         foreach (var p in _params) p.grad?.zero_();
     }
 
-    /// <summary>Collective over DP: the average of every rank's gradients — into every parameter's <c>.grad</c>
-    /// (stage 0) or into this rank's gradient shard (stage 1/2; the model's <c>.grad</c> are then not the reduced
-    /// gradients, and stage 2 drops them).</summary>
+    /// <summary>Collective over DP: the average of every rank's gradients (in the main dtype) — into every parameter's
+    /// <c>.grad</c> (stage 0 without separate main parameters), into the main parameters' gradients (stage 0, 16-bit
+    /// model) or into this rank's gradient shard (stage 1/2). Where the reduced gradient is not in the model's
+    /// <c>.grad</c>, those keep this rank's own gradients, and stage 2 drops them.</summary>
     public void ReduceGradients()
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        var flat = _flatGrad ?? torch.zeros(_layout.Padded, _dtype, _device);   // stage 2: a temporary
+        var flat = _flatGrad ?? torch.zeros(_layout.Padded, _mainType, _device);   // stage 2: a temporary
         for (int i = 0; i < _params.Length; i++)
         {
-            var slot = flat.narrow(0, _layout.Offsets[i], _layout.Sizes[i]);
+            var slot = FlatSlot(flat, i);
             var g = _params[i].grad;
             if (g is null) slot.zero_(); else slot.copy_(g.reshape(-1));
         }
         if (ZeroStage == 0)
         {
             _dp.AllReduce(flat, ReduceOp.Avg);
+            if (_separateMain) return;   // the main parameters' gradients are views of the flat buffer
             for (int i = 0; i < _params.Length; i++)
             {
                 var p = _params[i];
-                var slot = flat.narrow(0, _layout.Offsets[i], _layout.Sizes[i]).view(p.shape);
+                var slot = FlatSlot(flat, i).view(p.shape);
                 var g = p.grad;
                 if (g is null) p.grad = slot.clone(); else g.copy_(slot);
             }
@@ -197,8 +226,8 @@ public sealed class DataParallelOptimizer : IDisposable
 
     /// <summary>
     /// Clips the reduced gradient to <paramref name="maxNorm"/> as PyTorch's <c>clip_grad_norm_</c> does (coefficient
-    /// maxNorm / (norm + 1e-6), applied only when below 1) on the global norm of <see cref="GradNorm"/>; scales every
-    /// parameter's gradient (stage 0) or the gradient shard (stage 1/2). Returns the norm before clipping. Collective.
+    /// maxNorm / (norm + 1e-6), applied only when below 1) on the global norm of <see cref="GradNorm"/>: scales the
+    /// reduced gradient wherever <see cref="ReduceGradients"/> put it. Returns the norm before clipping. Collective.
     /// </summary>
     public double ClipGradNorm(double maxNorm)
     {
@@ -210,26 +239,34 @@ public sealed class DataParallelOptimizer : IDisposable
             using var scope = torch.NewDisposeScope();
             using var noGrad = torch.no_grad();
             float c = (float)coef;   // one float32 scalar, as PyTorch multiplies by a float32 tensor
-            if (ZeroStage == 0) foreach (var p in _params) p.grad?.mul_(c);
-            else _gradShard!.mul_(c);
+            if (ZeroStage > 0) _gradShard!.mul_(c);
+            else if (_separateMain) _flatGrad!.mul_(c);
+            else foreach (var p in _params) p.grad?.mul_(c);
         }
         return norm;
     }
 
-    /// <summary>Steps the inner optimizer; under ZeRO-1/2 then all-gathers the parameters (collective) and copies
-    /// them into the model. Returns when the model holds the updated parameters.</summary>
+    /// <summary>Steps the inner optimizer; under ZeRO-1/2 then all-gathers the parameters (collective); the model
+    /// holds the updated parameters (rounded to its dtype) when it returns.</summary>
     public void Step()
     {
-        if (ZeroStage == 0) { _inner.step(); return; }
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        CopyOwnedSliceFromModel();
+        if (ZeroStage == 0)
+        {
+            _inner.step();
+            if (_mainParams is not null)
+                for (int i = 0; i < _params.Length; i++) _params[i].copy_(_mainParams[i]);
+            return;
+        }
+        if (!_separateMain) CopyOwnedSliceFromModel();
         _inner.step();
-        _dp.AllGather(_flatParams!, _paramShard!);
+        if (_separateMain) _modelShard!.copy_(_paramShard!);
+        _dp.AllGather(_flatParams!, _modelShard!);
         for (int i = 0; i < _params.Length; i++) _params[i].copy_(_flatParamViews[i]);
     }
 
-    /// <summary>The model's parameters (the truth between steps) → this rank's parameter shard.</summary>
+    /// <summary>The model's parameters → this rank's parameter shard (exact: same dtype, or widening to float32).</summary>
     void CopyOwnedSliceFromModel()
     {
         using var scope = torch.NewDisposeScope();
@@ -239,10 +276,15 @@ public sealed class DataParallelOptimizer : IDisposable
                 _paramShard!.narrow(0, piece.InShard, piece.Length).copy_(_params[i].reshape(-1).narrow(0, piece.InParam, piece.Length));
     }
 
-    /// <summary>Bytes held by the inner optimizer's state tensors on this rank (Adam's exp_avg/exp_avg_sq, SGD's
-    /// momentum buffers...): ZeRO-1/2 hold about 1/DP of ZeRO-0's.</summary>
-    public long OptimizerStateBytes() => StateBytes(_inner);
-
+    /// <summary>Bytes of optimizer state on this rank: the inner optimizer's state tensors (Adam's exp_avg/exp_avg_sq,
+    /// SGD's momentum buffers...) plus the float32 main parameters of a 16-bit model. ZeRO-1/2 hold about 1/DP of ZeRO-0's.</summary>
+    public long OptimizerStateBytes()
+    {
+        long main = !_separateMain ? 0
+            : ZeroStage == 0 ? _mainParams!.Sum(p => p.numel() * p.ElementSize)
+            : Enumerable.Range(0, _layout.GroupRanges.Count).Sum(g => _layout.GroupInShard(g, _dp.Rank).Length) * _paramShard!.ElementSize;
+        return StateBytes(_inner) + main;
+    }
     /// <summary>Bytes of the tensors held by a TorchSharp optimizer's per-parameter state objects.</summary>
     public static long StateBytes(OptimizerHelper optimizer)
     {
@@ -261,12 +303,45 @@ public sealed class DataParallelOptimizer : IDisposable
         return bytes;
     }
 
-    /// <summary>Writes this rank's inner optimizer state (TorchSharp's format) to <paramref name="path"/>. Under
-    /// ZeRO-1/2 it is this rank's shard: reload it only under the same DP size, rank and parameters.</summary>
-    public void SaveState(string path) => _inner.save_state_dict(path);
+    const string StateMagic = "Trainer.DataParallelOptimizer";
+    const int StateVersion = 1;
 
-    /// <summary>Reads what <see cref="SaveState"/> wrote, into this rank's inner optimizer.</summary>
-    public void LoadState(string path) => _inner.load_state_dict(path);
+    string StateHeader => $"zero_stage={ZeroStage} dp={_layout.Shards} rank={_dp.Rank} elements={_layout.Total} groups={_layout.GroupRanges.Count} main={_mainType}";
+
+    /// <summary>Writes this rank's optimizer state to <paramref name="path"/>: a header (stage, DP size, rank, parameter
+    /// count, main dtype), the inner optimizer's state (TorchSharp's format) and, for a 16-bit model, the float32 main
+    /// parameters. Under ZeRO-1/2 it is this rank's shard: <see cref="LoadState"/> accepts it only under the same
+    /// stage, DP size, rank and parameters.</summary>
+    public void SaveState(string path)
+    {
+        using var stream = File.Create(path);
+        using var w = new BinaryWriter(stream);
+        w.Write(StateMagic); w.Write(StateVersion); w.Write(StateHeader);
+        _inner.save_state_dict(w);
+        foreach (var t in MainTensors()) t.Save(w);
+    }
+
+    /// <summary>Reads what <see cref="SaveState"/> wrote. Throws <see cref="InvalidDataException"/> naming the file
+    /// when it is not such a file or was written under another stage, DP size, rank or model.</summary>
+    public void LoadState(string path)
+    {
+        using var stream = File.OpenRead(path);
+        using var r = new BinaryReader(stream);
+        string magic, header; int version;
+        try { magic = r.ReadString(); version = r.ReadInt32(); header = r.ReadString(); }
+        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: not a data-parallel optimizer state (truncated header)"); }
+        if (magic != StateMagic || version != StateVersion)
+            throw new InvalidDataException($"{path}: not a data-parallel optimizer state (version {StateVersion})");
+        if (header != StateHeader)
+            throw new InvalidDataException($"{path}: optimizer state written for {header}; this optimizer is {StateHeader}");
+        _inner.load_state_dict(r);
+        using var noGrad = torch.no_grad();
+        foreach (var t in MainTensors()) t.Load(r);
+    }
+
+    /// <summary>The float32 main parameters of a 16-bit model (none otherwise: the model holds them).</summary>
+    IEnumerable<Tensor> MainTensors() =>
+        !_separateMain ? Array.Empty<Tensor>() : ZeroStage == 0 ? _mainParams! : new[] { _paramShard! };
 
     public void Dispose()
     {

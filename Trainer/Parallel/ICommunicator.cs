@@ -10,6 +10,9 @@ public enum ReduceOp { Sum, Avg, Max }
 /// and the reference: deterministic, rank-ordered reductions); MPI and NCCL later, behind this same interface.
 /// A communicator is used by exactly one rank; ranks are identified by this object, never by thread-local state
 /// (libtorch may run autograd on other threads), so autograd functions capture the communicator they need.
+/// Failures throw <see cref="CommunicatorException"/> subclasses: arguments that do not fit the peers'
+/// (<see cref="CommunicatorMismatchException"/>), a wait past the timeout (<see cref="CommunicatorTimeoutException"/>),
+/// another rank's failure (<see cref="CommunicatorAbortedException"/>, naming it).
 /// </summary>
 public interface ICommunicator : IDisposable
 {
@@ -21,7 +24,8 @@ public interface ICommunicator : IDisposable
     IReadOnlyList<int> WorldRanks { get; }
 
     /// <summary>In place: every member ends with the reduction of all members' tensors (same shape and dtype).
-    /// Deterministic backends add in rank order 0..Size-1, so every member holds the same bits.</summary>
+    /// Deterministic backends add in rank order 0..Size-1, so every member holds the same bits. Avg = that Sum, then
+    /// divided by Size; bfloat16/float16 are reduced in float32 and rounded once (the rule: <see cref="Reduction"/>).</summary>
     void AllReduce(Tensor tensor, ReduceOp op);
 
     /// <summary><paramref name="input"/> holds Size equal chunks along dim 0 (flattened); member r receives in
@@ -34,7 +38,8 @@ public interface ICommunicator : IDisposable
     /// <summary>In place: every member ends with <paramref name="root"/>'s tensor.</summary>
     void Broadcast(Tensor tensor, int root);
 
-    /// <summary>Point to point within the group (group ranks). Send returns when the tensor may be reused.</summary>
+    /// <summary>Point to point within the group (group ranks). Send returns when the tensor may be reused; messages
+    /// from one member to another arrive in the order sent; Recv needs a tensor of the message's shape and dtype.</summary>
     void Send(Tensor tensor, int peer);
     void Recv(Tensor tensor, int peer);
 

@@ -306,7 +306,9 @@ public sealed class DataParallelOptimizer : IDisposable
     const string StateMagic = "Trainer.DataParallelOptimizer";
     const int StateVersion = 1;
 
-    string StateHeader => $"zero_stage={ZeroStage} dp={_layout.Shards} rank={_dp.Rank} elements={_layout.Total} groups={_layout.GroupRanges.Count} main={_mainType}";
+    // A ZeRO-0 state is the same on every DP rank (and for any DP size); a ZeRO-1/2 state is one rank's shard.
+    string StateHeader => (ZeroStage == 0 ? "zero_stage=0" : $"zero_stage={ZeroStage} dp={_layout.Shards} rank={_dp.Rank}") +
+        $" elements={_layout.Total} groups={_layout.GroupRanges.Count} main={_mainType}";
 
     /// <summary>Writes this rank's optimizer state to <paramref name="path"/>: a header (stage, DP size, rank, parameter
     /// count, main dtype), the inner optimizer's state (TorchSharp's format) and, for a 16-bit model, the float32 main

@@ -407,7 +407,7 @@ public sealed class TrainingRun
         {
             var rank = ranks[r];
             if (ModelSource(layout, r) == r) writers[RankFile(r, CheckpointStore.ModelFile)] = p => rank.Model.save(p);
-            if (OptimizerSource(layout, r) == r) writers[RankFile(r, CheckpointStore.OptimizerFile)] = p => rank.Optimizer.Inner.save_state_dict(p);
+            if (OptimizerSource(layout, r) == r) writers[RankFile(r, CheckpointStore.OptimizerFile)] = p => rank.Optimizer.SaveState(p);
         }
         return CheckpointStore.Save(_o.SaveDir!, meta, _o.KeepLast, writers);
     }
@@ -423,7 +423,7 @@ public sealed class TrainingRun
                 if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
             var rank = ranks[r];
             LoadFile(c, model, () => rank.Model.load(model));
-            LoadFile(c, opt, () => rank.Optimizer.Inner.load_state_dict(opt));
+            LoadFile(c, opt, () => rank.Optimizer.LoadState(opt));
         }
         if (scheduler is not null)
         {

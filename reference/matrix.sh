@@ -17,7 +17,7 @@ shift $((OPTIND - 1))
 CS="${CS_TRAINER:-dotnet $HERE/../Trainer/bin/Release/net10.0/Trainer.dll}"
 PY=/usr/bin/python3
 
-declare -A MODEL=([gpt2]=gpt2-tiny [llama3]=llama3-tiny)
+declare -A MODEL=([gpt2]=gpt2-tiny [llama3]=llama3-tiny-tp)
 declare -A SCHED=(
   [warmup-cosine]='--lr_scheduler=cosine --warmup_steps=3 --min_lr=1e-4'
   [chained]='--lr_schedule={"type":"ChainedScheduler","schedulers":[{"type":"StepLR","step_size":3,"gamma":0.5},{"type":"LinearLR","start_factor":0.1,"end_factor":1.0,"total_iters":8}]}'
@@ -44,16 +44,13 @@ run() {
 # compare A B LOSS_ATOL: compare.py's summary line; LRs must be bit-identical (relative tolerance 0).
 compare() { $PY "$HERE/compare.py" "$1" "$2" --lr-rtol=0 --loss-atol="$3" --quiet --labels=a,b 2>&1 | tail -1; }
 field() { sed -n "s/.*$1 \([0-9.e+-]*\).*/\1/p" <<< "$2"; }
-# Mean tokens/s over steps 2..N and the optimizer-state bytes per rank (the trainer's final JSON record).
+# Mean tokens/s over steps 2..N (--log_json) and the optimizer-state bytes per rank (the trainer's last log line).
 figures() {
-  $PY - "$1" <<'PY'
-import json, sys
-tps, opt = [], "-"
-for line in open(sys.argv[1]):
-    o = json.loads(line)
-    if "tok_per_s" in o and o.get("step", 0) > 1: tps.append(o["tok_per_s"])
-    if "optimizer_state_bytes_per_rank" in o: opt = str(o["optimizer_state_bytes_per_rank"])
-print(f"{sum(tps) / len(tps):.0f}" if tps else "-", opt)
+  $PY - "$1.jsonl" "$1.log" <<'PY'
+import json, re, sys
+tps = [o["tok_per_s"] for o in map(json.loads, open(sys.argv[1])) if "tok_per_s" in o and o.get("step", 0) > 1]
+opt = re.findall(r"optimizer state: (\d+) bytes per rank", open(sys.argv[2]).read())
+print(f"{sum(tps) / len(tps):.0f}" if tps else "-", opt[-1] if opt else "-")
 PY
 }
 
@@ -82,7 +79,7 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
           if [[ "$t" == *PASS ]]; then tw=bits; else tw=DIFF; ok=0; fi
         else tw=FAIL; ok=0; fi
       fi
-      read -r tps opt < <(figures "$dir/$i.jsonl")
+      read -r tps opt < <(figures "$dir/$i")
     else
       ok=0; dl="run failed: $(tail -1 "$dir/$i.log" | cut -c1-60)"
     fi

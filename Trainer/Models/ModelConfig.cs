@@ -118,6 +118,9 @@ public static class ModelCatalog
         (new[] { "llama3", "llama3.2-1b", "llama3-1b" }, ModelConfig.Llama3("llama3.2-1b", 16, 32, 8, 2048, 8192, 128256, 1.5f, 256)),
         (new[] { "llama3-tiny" }, ModelConfig.Llama3("llama3-tiny", 2, 4, 2, 64, 64, 50257, 1.5f, 32)),
         (new[] { "llama3-mini" }, ModelConfig.Llama3("llama3-mini", 4, 8, 2, 128, 128, 50257, 1.5f, 64)),
+        // For tensor parallelism on the CPU: 8 query / 4 KV heads and a vocabulary of 50264 (GPT-2's 50257 rounded up
+        // to a multiple of 8; the 7 extra ids never occur) split over TP 2 and 4 (heads) and up to 8 (vocabulary).
+        (new[] { "llama3-tiny-tp" }, ModelConfig.Llama3("llama3-tiny-tp", 2, 8, 4, 64, 64, 50264, 1.5f, 32)),
     };
 
     /// <summary>Every accepted name (aliases included), in catalog order.</summary>

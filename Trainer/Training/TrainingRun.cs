@@ -97,7 +97,8 @@ public sealed class TrainingRun
         if (c.Meta.BatchSize is int b && b != _o.BatchSize)
             yield return $"resume: --batch_size changed {b} -> {_o.BatchSize} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.DataParallel != _o.DataParallel)
-            yield return $"resume: data-parallel size changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
+            // Reached only for replicated layouts (others must match, CheckpointLayout), where ranks = DP.
+            yield return $"resume: --nthread_per_process changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.Device is { } dev && dev != _o.Device)
             yield return $"resume: --device changed {dev} -> {_o.Device} (same computation on other hardware; losses may differ in the last bits)";
         if (c.Meta.DataName is { } d && d != DataName)
@@ -204,8 +205,7 @@ public sealed class TrainingRun
             if (records.Count > 0)
             {
                 long stateBytes = ranks.Max(r => r.Optimizer.OptimizerStateBytes());
-                log.Info($"optimizer state: {stateBytes:N0} bytes per rank (ZeRO-{layout.ZeroStage})");
-                log.Json($"{{\"optimizer_state_bytes_per_rank\":{stateBytes},\"zero_stage\":{layout.ZeroStage}}}");
+                log.Info($"optimizer state: {stateBytes} bytes per rank (ZeRO-{layout.ZeroStage})");
             }
             return records;
         }

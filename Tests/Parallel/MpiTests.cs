@@ -28,6 +28,7 @@ public static class MpiTests
         Spec.Case("a rank that hangs ends the job within the timeout with a message naming it", HangNamesTheRank),
         Spec.Case("trainer DP=2 under mpirun -np 2: LRs bit for bit and losses within 1e-6 of --nthread_per_process=2", () => TrainerMatchesThreads(2, "--model=gpt2-tiny")),
         Spec.Case("trainer TP=2 x DP=2, ZeRO-1, under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--zero_stage=1")),
+        Spec.Case("a checkpoint written by threads resumes under mpirun -np 2 and continues the threaded run", ThreadCheckpointResumesUnderMpi),
         Spec.Case("killing one rank mid-run ends the job naming it; its last checkpoint resumes under threads", KilledRankEndsJob),
         Spec.Case("threads and processes do not combine yet: a clear usage error", HybridRefused)));
 
@@ -286,6 +287,25 @@ public static class MpiTests
             var t = Threads(TrainArgs(data, threadLog, 3, layout.Append($"--nthread_per_process={world}")));
             Must.True(t.Exit == 0, $"threaded run exit {t.Exit}:\n{t.Output}");
             SameRun(ReadLog(mpiLog), ReadLog(threadLog), string.Join(" ", layout));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static void ThreadCheckpointResumesUnderMpi()
+    {
+        var dir = ResumeTests.TempDir("mpi-resume");
+        try
+        {
+            var layout = new[] { "--model=gpt2-tiny", "--lr_scheduler=steplr", "--step_size=1", "--gamma=0.5" };
+            var data = Tokens(dir, layout);
+            string save = Path.Combine(dir, "S"), full = Path.Combine(dir, "threads.jsonl"), resumed = Path.Combine(dir, "mpi.jsonl");
+            var t = Threads(TrainArgs(data, full, 3, layout.Concat(new[] { "--nthread_per_process=2", "--save", save, "--save_interval=2" })));
+            Must.True(t.Exit == 0, $"threaded run exit {t.Exit}:\n{t.Output}");
+            string second = Path.Combine(save, Trainer.Checkpoint.CheckpointStore.DirectoryName(2));
+            var r = RunMpi(2, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, resumed, 3, layout.Concat(new[] { "--load", second }))));
+            Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
+            Must.Contains(r.Output, $"resumed from {second} at step 2", "resumed");
+            SameRun(ReadLog(resumed), ReadLog(full).Where(s => s.Step == 3).ToArray(), "step 3 after the resume");
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -35,7 +35,7 @@ public static class TrainCommand
         SchedulerFlags.Define(f);
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
-        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).", par, "dp");
+        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).\nUnder mpirun: 1 (one rank per process; the world is the number of processes, README).", par, "dp");
         f.Int("tensor_parallel", 1, "Tensor-parallel ranks: every layer split over TP ranks (column/row-parallel linears, vocab-parallel\nembedding and loss); each shard is a slice of the single-device model.", par);
         f.Bool("sequence_parallel", false, "Sequence parallelism on top of TP: norms and residuals on T/TP positions per rank (needs T % TP == 0).", par);
         f.Int("pipeline_parallel", 1, "Pipeline stages (validated; pipeline parallelism is not built yet, so only 1 runs).", par);

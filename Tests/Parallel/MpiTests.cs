@@ -32,6 +32,23 @@ public static class MpiTests
         Spec.Case("killing one rank mid-run ends the job naming it; its last checkpoint resumes under threads", KilledRankEndsJob),
         Spec.Case("threads and processes do not combine yet: a clear usage error", HybridRefused)));
 
+    /// <summary>The NCCL backend cannot run here (no GPU, CPU TorchSharp); what can be checked on the CPU is its loading.</summary>
+    [Tests]
+    public static Test Nccl => Spec.List("parallel.nccl",
+        Spec.Case("libnccl.so.2 loads and reports a version, or the error names it and how to install it", () =>
+        {
+            try
+            {
+                Trainer.Parallel.Nccl.NcclNative.EnsureLoaded();
+                Must.True(Trainer.Parallel.Nccl.NcclNative.Version() >= 21800, "NCCL >= 2.18 (ncclCommSplit)");
+            }
+            catch (CommunicatorException e)
+            {
+                Must.Contains(e.Message, "libnccl.so.2 cannot be loaded", "names the library");
+                Must.Contains(e.Message, "LD_LIBRARY_PATH", "says where it is looked for");
+            }
+        }));
+
     // ------------------------------------------------------------------ mpirun
 
     static string Mpirun()

@@ -88,6 +88,11 @@ public static class TrainCommand
             int have = TorchSharp.torch.cuda.device_count();
             int need = dp > 1 ? dp : (device.StartsWith("cuda:") && int.TryParse(device[5..], out var i) ? i + 1 : 1);
             if (need > have) throw new RuntimeFailure($"--device={device} with --nthread_per_process={dp} needs {need} CUDA devices, {have} visible");
+            if (dp > 1)
+            {
+                try { Trainer.Parallel.Nccl.NcclNative.EnsureLoaded(); }
+                catch (Trainer.Parallel.CommunicatorException e) { throw new RuntimeFailure($"--device={device} --nthread_per_process={dp}: {e.Message}"); }
+            }
         }
         if (processes > 1 && device != "cpu")
             throw new UsageException($"--device={device} under mpirun: the MPI backend exchanges CPU tensors; use --device=cpu");

@@ -223,11 +223,13 @@ public sealed class TrainingRun
 
     /// <summary>
     /// The communicators of this process's ranks, element i for local rank i (its world rank is <c>world[i].Rank</c>):
-    /// every rank of the world as threads, or under mpirun (<see cref="TrainOptions.Processes"/> &gt; 1) this process's
+    /// every rank of the world as threads (over NCCL when they are several CUDA devices), or under mpirun (<see cref="TrainOptions.Processes"/> &gt; 1) this process's
     /// one rank of the MPI world.
     /// </summary>
     IReadOnlyList<ICommunicator> CreateWorld(int size)
     {
+        // Several CUDA ranks talk over NCCL (Trainer/Parallel/Nccl); everything else over threads in this process.
+        if (_o.Processes <= 1 && _o.Device.StartsWith("cuda") && size > 1) return Trainer.Parallel.Nccl.NcclCommunicator.CreateWorld(size);
         if (_o.Processes <= 1) return ThreadCommunicator.CreateWorld(size);
         var mpi = Trainer.Parallel.Mpi.MpiRuntime.World();
         if (mpi.Size != size)

@@ -65,7 +65,7 @@ static unsafe class MpiNative
         return provided;
     }
 
-    public static void Finalize() => Check(((delegate* unmanaged<int>)pFinalize.Value)(), "MPI_Finalize");
+    public static void FinalizeMpi() => Check(((delegate* unmanaged<int>)pFinalize.Value)(), "MPI_Finalize");
     public static void Abort(IntPtr comm, int code) => ((delegate* unmanaged<IntPtr, int, int>)pAbort.Value)(comm, code);
 
     public static int CommRank(IntPtr comm) { int r; Check(((delegate* unmanaged<IntPtr, int*, int>)pCommRank.Value)(comm, &r), "MPI_Comm_rank"); return r; }

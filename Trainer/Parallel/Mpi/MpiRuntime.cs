@@ -77,7 +77,7 @@ public static class MpiRuntime
         lock (s_lock)
         {
             if (!s_initialized || MpiNative.Finalized()) return;
-            if (exitCode == 0) MpiNative.Finalize();
+            if (exitCode == 0) MpiNative.FinalizeMpi();
             else
             {
                 Console.Out.Flush();

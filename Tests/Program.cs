@@ -3,6 +3,9 @@ using Expecto;
 using Expecto.CSharp;
 using Tests.Harness;
 
+// Worker mode for the MPI tests: mpirun starts this assembly as each rank of a small program (Tests/Parallel/MpiTests.cs).
+if (args.Length > 0 && args[0] == "mpi-worker") return Tests.Parallel.MpiTests.WorkerMain(args[1..]);
+
 // Runs every [Tests] value in this assembly; Expecto's CLI arguments pass through (e.g. --filter-test-list).
 // The last line is the plain `N passed, N failed` that CI reads.
 var counter = new CountingPrinter();

@@ -33,17 +33,33 @@ namespace Trainer
             new StreamWriter(new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, bufferSize: 0),
                 new System.Text.UTF8Encoding(false)) { AutoFlush = true };
 
+        /// <summary>
+        /// <c>train</c>; under mpirun (one rank per process) only rank 0 writes to stdout, errors are prefixed with the
+        /// rank, and the job ends with MPI_Finalize (success) or MPI_Abort (a failure: mpirun then stops every rank).
+        /// </summary>
+        static int Train(string[] args)
+        {
+            if (!Trainer.Parallel.Mpi.MpiRuntime.IsLaunched) return TrainCommand.Run(args, Console.Out, Console.Error);
+            int rank = Trainer.Parallel.Mpi.MpiRuntime.LaunchedRank;
+            var errors = new StringWriter();
+            int rc = TrainCommand.Run(args, rank == 0 ? Console.Out : TextWriter.Null, errors);
+            foreach (var line in errors.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                Console.Error.WriteLine($"[rank {rank}] {line}");
+            Trainer.Parallel.Mpi.MpiRuntime.End(rc);
+            return rc;
+        }
+
         public static int Main(string[] args)
         {
             if (args.Length == 0 || args[0].StartsWith('-'))
             {
                 if (args.Length == 1 && args[0] is "--version") { Console.WriteLine("Trainer 0.1"); return 0; }
-                return TrainCommand.Run(args, Console.Out, Console.Error);
+                return Train(args);
             }
             var rest = args[1..];
             switch (args[0])
             {
-                case "train": return TrainCommand.Run(rest, Console.Out, Console.Error);
+                case "train": return Train(rest);
                 case "lr": return Trainer.LrTools.LrCommand.Run(rest);
                 case "prepare-data": return Trainer.Data.PrepareDataCommand.Run(rest);
                 case "help": Console.Write(Usage); return 0;

@@ -3,16 +3,21 @@
 # compared with the single-device run of the same global batch.
 #   reference/matrix.sh [-o OUTDIR] [-m gpt2,llama3] [-d float32,bfloat16] [-s warmup-cosine,chained] [SCENARIO...]
 #   reference/matrix.sh -l                      # list the scenarios
+#   reference/matrix.sh -b mpi ...              # also run each multi-rank scenario under mpirun (MPI backend)
 # No SCENARIO = all of them. Per row: name, layout, max |Δloss| vs single device (tolerance 1e-5 float32, 1e-2
 # bfloat16), LR check (bit-identical every step), the ZeRO twin check (bit-identical losses and LRs), tokens/s
 # (mean over steps 2..N) and optimizer-state bytes per rank. Ends with `matrix: N passed, N failed`; exit 1 on any
 # failure. Logs under OUTDIR (default /tmp/matrix)/MODEL-DTYPE-SCHEDULE/ID.{jsonl,log}.
+# -b mpi: each scenario with --nthread_per_process=W also runs as `mpirun --oversubscribe -np W` (one rank per process,
+# --nthread_per_process=1) and must match its threaded run: LRs bit-identical, loss within 1e-6 (column "mpi").
 # CS_TRAINER: how to start the C# trainer (default: dotnet Trainer/bin/Release/net10.0/Trainer.dll).
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CASES="$HERE/matrix_cases.txt"
-OUT=/tmp/matrix; MODELS=gpt2,llama3; DTYPES=float32,bfloat16; SCHEDS=warmup-cosine,chained; LIST=0
-while getopts "o:m:d:s:l" o; do case $o in o) OUT=$OPTARG;; m) MODELS=$OPTARG;; d) DTYPES=$OPTARG;; s) SCHEDS=$OPTARG;; l) LIST=1;; *) exit 2;; esac; done
+OUT=/tmp/matrix; MODELS=gpt2,llama3; DTYPES=float32,bfloat16; SCHEDS=warmup-cosine,chained; LIST=0; BACKEND=threads
+while getopts "o:m:d:s:lb:" o; do case $o in o) OUT=$OPTARG;; m) MODELS=$OPTARG;; d) DTYPES=$OPTARG;; s) SCHEDS=$OPTARG;; l) LIST=1;; b) BACKEND=$OPTARG;; *) exit 2;; esac; done
+case $BACKEND in threads) ;; mpi) command -v mpirun >/dev/null || { echo "matrix.sh: -b mpi needs mpirun (apt-get install openmpi-bin)" >&2; exit 2; };; *) echo "matrix.sh: -b: '$BACKEND' is not threads or mpi" >&2; exit 2;; esac
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 shift $((OPTIND - 1))
 CS="${CS_TRAINER:-dotnet $HERE/../Trainer/bin/Release/net10.0/Trainer.dll}"
 PY=/usr/bin/python3
@@ -41,6 +46,11 @@ run() {
   local dir=$1 name=$2; shift 2
   $CS "$@" --log_json="$dir/$name.jsonl" > "$dir/$name.log" 2>&1
 }
+# runmpi DIR NAME W FLAGS...: the same run as W processes of one rank each.
+runmpi() {
+  local dir=$1 name=$2 w=$3; shift 3
+  mpirun --oversubscribe -np "$w" $CS "$@" --log_json="$dir/$name.jsonl" > "$dir/$name.log" 2>&1
+}
 # compare A B LOSS_ATOL: compare.py's summary line; LRs must be bit-identical (relative tolerance 0).
 compare() { $PY "$HERE/compare.py" "$1" "$2" --lr-rtol=0 --loss-atol="$3" --quiet --labels=a,b 2>&1 | tail -1; }
 field() { sed -n "s/.*$1 \([0-9.e+-]*\).*/\1/p" <<< "$2"; }
@@ -56,7 +66,7 @@ PY
 
 pass=0; failn=0; T0=$(date +%s)
 mkdir -p "$OUT"
-printf '%-34s %-28s %-11s %-6s %-6s %9s %12s\n' scenario layout "max|dloss|" LR twin "tok/s" "opt B/rank"
+printf '%-34s %-28s %-11s %-6s %-6s %-6s %9s %12s\n' scenario layout "max|dloss|" LR twin mpi "tok/s" "opt B/rank"
 for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
   dir="$OUT/$m-$d-$s"; rm -rf "$dir"; mkdir -p "$dir"
   tol=1e-5; [ "$d" = bfloat16 ] && tol=1e-2
@@ -68,7 +78,7 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
   for i in "${SEL[@]}"; do
     read -ra F <<< "${FLAGS[$i]}"
     name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/' <<< "${FLAGS[$i]}")
-    ok=1; dl="-"; lr="-"; tw="-"; tps="-"; opt="-"
+    ok=1; dl="-"; lr="-"; tw="-"; mp="-"; tps="-"; opt="-"
     if run "$dir" "$i" "${base[@]}" "${F[@]}"; then
       c=$(compare "$dir/baseline.jsonl" "$dir/$i.jsonl" "$tol")
       dl=$(field "max loss abs diff" "$c"); lr=$([ "$(field "max LR rel diff" "$c")" = "0.000e+00" ] && echo same || echo DIFF)
@@ -79,11 +89,17 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
           if [[ "$t" == *PASS ]]; then tw=bits; else tw=DIFF; ok=0; fi
         else tw=FAIL; ok=0; fi
       fi
+      w=$(sed -n 's/.*--nthread_per_process=\([0-9]*\).*/\1/p' <<< "${FLAGS[$i]}")
+      if [ "$BACKEND" = mpi ] && [ -n "$w" ] && [ "$w" -gt 1 ]; then
+        if runmpi "$dir" "$i.mpi" "$w" "${base[@]}" ${FLAGS[$i]/--nthread_per_process=$w/--nthread_per_process=1}; then
+          if [[ "$(compare "$dir/$i.jsonl" "$dir/$i.mpi.jsonl" 1e-6)" == *PASS ]]; then mp=same; else mp=DIFF; ok=0; fi
+        else mp=FAIL; ok=0; fi
+      fi
       read -r tps opt < <(figures "$dir/$i")
     else
       ok=0; dl="run failed: $(tail -1 "$dir/$i.log" | cut -c1-60)"
     fi
-    printf '%-34s %-28s %-11s %-6s %-6s %9s %12s %s\n' "$name" "$layout" "$dl" "$lr" "$tw" "$tps" "$opt" "$([ $ok = 1 ] && echo PASS || echo FAIL)"
+    printf '%-34s %-28s %-11s %-6s %-6s %-6s %9s %12s %s\n' "$name" "$layout" "$dl" "$lr" "$tw" "$mp" "$tps" "$opt" "$([ $ok = 1 ] && echo PASS || echo FAIL)"
     if [ $ok = 1 ]; then pass=$((pass + 1)); else failn=$((failn + 1)); fi
   done
 done; done; done

@@ -108,40 +108,121 @@ public static class CheckpointStore
     /// <summary>Writes a checkpoint atomically; <paramref name="writers"/> write each named file to the given path.</summary>
     public static string Save(string root, CheckpointMeta meta, int keepLast, IReadOnlyDictionary<string, Action<string>> writers)
     {
-        Directory.CreateDirectory(root);
-        foreach (var stale in Directory.EnumerateDirectories(root, "." + Prefix + "*.tmp-*"))
-            TryDelete(stale);
-        string final = Path.Combine(root, DirectoryName(meta.Step));
-        string tmp = Path.Combine(root, "." + DirectoryName(meta.Step) + ".tmp-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(tmp);
+        string tmp = BeginSave(root, meta.Step, Guid.NewGuid().ToString("N")[..8]);
         try
         {
-            foreach (var (name, write) in writers)
-            {
-                string p = Path.Combine(tmp, name);
-                Directory.CreateDirectory(Path.GetDirectoryName(p)!);   // per-rank files live in rank_NNNNNN/
-                write(p);
-                FlushToDisk(p);
-            }
-            string metaPath = Path.Combine(tmp, MetaFile);
-            File.WriteAllText(metaPath, JsonSerializer.Serialize(meta, Json));
-            FlushToDisk(metaPath);
-            WriteManifest(tmp, writers.Keys.Append(MetaFile));
-
-            string? old = null;
-            if (Directory.Exists(final))
-            {
-                old = Path.Combine(root, "." + DirectoryName(meta.Step) + ".tmp-old-" + Guid.NewGuid().ToString("N")[..8]);
-                Directory.Move(final, old);
-            }
-            Directory.Move(tmp, final);
-            if (old is not null) TryDelete(old);
+            WriteFiles(tmp, writers);
+            return FinishSave(root, tmp, meta, keepLast, writers.Keys);
         }
         catch
         {
             TryDelete(tmp);
             throw;
         }
+    }
+
+    /// <summary>
+    /// One checkpoint written by several processes (an mpirun job; <paramref name="root"/> on a filesystem they share):
+    /// process 0 clears stale temporary folders and creates this checkpoint's, every process writes its own
+    /// <paramref name="writers"/> into it, then process 0 checks that all of <paramref name="allFiles"/> are there,
+    /// writes trainer.json and the manifest, renames the folder into place and prunes. Collective over
+    /// <paramref name="processes"/> (one member per process); a failure on any process throws on every process.
+    /// </summary>
+    public static string SaveShared(string root, CheckpointMeta meta, int keepLast, IReadOnlyDictionary<string, Action<string>> writers,
+        IReadOnlyCollection<string> allFiles, Trainer.Parallel.ICommunicator processes)
+    {
+        bool leader = processes.Rank == 0;
+        string token = Guid.NewGuid().ToString("N")[..8];
+        Exception? failure = null;
+        string? tmp = null;
+        if (leader)
+        {
+            try { tmp = BeginSave(root, meta.Step, token); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { failure = e; }
+        }
+        long shared = AgreeOnToken(processes, leader && failure is null ? Convert.ToInt64(token, 16) : -1);
+        if (shared < 0) throw failure ?? new CheckpointException($"checkpoint step {meta.Step}: process 0 could not create the checkpoint folder in '{root}'");
+        tmp = Path.Combine(root, "." + DirectoryName(meta.Step) + ".tmp-" + shared.ToString("x8", CultureInfo.InvariantCulture));
+        try { WriteFiles(tmp, writers); }
+        catch (Exception e) when (e is not OutOfMemoryException) { failure = e; }
+        FailIfAny(processes, failure, meta.Step, "could not write its files", tmp, leader);
+        string final = Path.Combine(root, DirectoryName(meta.Step));
+        if (leader)
+        {
+            try
+            {
+                foreach (var f in allFiles.Where(f => !File.Exists(Path.Combine(tmp, f))))
+                    throw new CheckpointException($"checkpoint step {meta.Step}: {f} was not written into {tmp} (does every process see the same --save folder? it must be on a shared filesystem)");
+                final = FinishSave(root, tmp, meta, keepLast, allFiles);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException) { failure = e; }
+        }
+        FailIfAny(processes, failure, meta.Step, "could not finish the checkpoint", tmp, leader);
+        return final;
+    }
+
+    /// <summary>Process 0's token (or -1 when it failed) on every process.</summary>
+    static long AgreeOnToken(Trainer.Parallel.ICommunicator processes, long token)
+    {
+        using var t = TorchSharp.torch.tensor(new[] { token });
+        processes.Broadcast(t, 0);
+        return t.item<long>();
+    }
+
+    /// <summary>Collective: when any process failed, every process throws (the failing one its own exception, naming
+    /// the lowest failed process elsewhere) and process 0 removes the temporary folder.</summary>
+    static void FailIfAny(Trainer.Parallel.ICommunicator processes, Exception? failure, int step, string what, string tmp, bool leader)
+    {
+        // Max over (Size - rank) of the failed processes picks the lowest failed rank; 0 = none failed.
+        using var t = TorchSharp.torch.tensor(new[] { failure is null ? 0L : processes.Size - processes.Rank });
+        processes.AllReduce(t, Trainer.Parallel.ReduceOp.Max);
+        long max = t.item<long>();
+        if (max == 0) return;
+        long firstFailed = processes.Size - max;
+        if (leader) TryDelete(tmp);
+        if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+        throw new CheckpointException($"checkpoint step {step}: process {firstFailed} {what}; this checkpoint was not written");
+    }
+
+    /// <summary>Clears stale temporary folders of <paramref name="root"/> and creates this checkpoint's temporary folder.</summary>
+    static string BeginSave(string root, int step, string token)
+    {
+        Directory.CreateDirectory(root);
+        foreach (var stale in Directory.EnumerateDirectories(root, "." + Prefix + "*.tmp-*"))
+            TryDelete(stale);
+        string tmp = Path.Combine(root, "." + DirectoryName(step) + ".tmp-" + token);
+        Directory.CreateDirectory(tmp);
+        return tmp;
+    }
+
+    static void WriteFiles(string tmp, IReadOnlyDictionary<string, Action<string>> writers)
+    {
+        foreach (var (name, write) in writers)
+        {
+            string p = Path.Combine(tmp, name);
+            Directory.CreateDirectory(Path.GetDirectoryName(p)!);   // per-rank files live in rank_NNNNNN/
+            write(p);
+            FlushToDisk(p);
+        }
+    }
+
+    /// <summary>trainer.json, the manifest over <paramref name="files"/>, the rename into place (replacing an older copy), pruning.</summary>
+    static string FinishSave(string root, string tmp, CheckpointMeta meta, int keepLast, IEnumerable<string> files)
+    {
+        string final = Path.Combine(root, DirectoryName(meta.Step));
+        string metaPath = Path.Combine(tmp, MetaFile);
+        File.WriteAllText(metaPath, JsonSerializer.Serialize(meta, Json));
+        FlushToDisk(metaPath);
+        WriteManifest(tmp, files.Append(MetaFile));
+
+        string? old = null;
+        if (Directory.Exists(final))
+        {
+            old = Path.Combine(root, "." + DirectoryName(meta.Step) + ".tmp-old-" + Guid.NewGuid().ToString("N")[..8]);
+            Directory.Move(final, old);
+        }
+        Directory.Move(tmp, final);
+        if (old is not null) TryDelete(old);
         Prune(root, keepLast, final, meta.RunId ?? "");
         return final;
     }

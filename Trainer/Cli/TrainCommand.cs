@@ -35,7 +35,7 @@ public static class TrainCommand
         SchedulerFlags.Define(f);
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
-        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).", par, "dp");
+        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).\nUnder mpirun: 1 (one rank per process; the world is the number of processes, README).", par, "dp");
         f.Int("tensor_parallel", 1, "Tensor-parallel ranks: every layer split over TP ranks (column/row-parallel linears, vocab-parallel\nembedding and loss); each shard is a slice of the single-device model.", par);
         f.Bool("sequence_parallel", false, "Sequence parallelism on top of TP: norms and residuals on T/TP positions per rank (needs T % TP == 0).", par);
         f.Int("pipeline_parallel", 1, "Pipeline stages (validated; pipeline parallelism is not built yet, so only 1 runs).", par);
@@ -68,6 +68,12 @@ public static class TrainCommand
         int B = v.GetInt32("batch_size", 1), T = v.GetInt32("sequence_length", 1), total = v.GetInt32("total_batch_size", 1);
         int steps = v.GetInt32("num_iteration", 1);
         int dp = v.GetInt32("nthread_per_process", 1, 1024);   // the world: ranks of this process
+        // Under mpirun every process is one rank of the world (threads and processes do not combine yet).
+        int processes = Trainer.Parallel.Mpi.MpiRuntime.LaunchedSize;
+        if (processes > 1 && dp > 1)
+            throw new UsageException($"--nthread_per_process={dp} under mpirun -np {processes}: threads and processes do not combine yet; " +
+                $"run one rank per process (mpirun -np {processes * dp} with --nthread_per_process=1)");
+        if (processes > 1) dp = processes;
         var parallel = new Trainer.Parallel.ParallelFlags(v.GetInt32("tensor_parallel", 1), v.GetBool("sequence_parallel"),
             v.GetInt32("pipeline_parallel", 1), v.GetInt32("virtual_pipeline_parallel", 1), v.GetInt32("zero_stage", 0));
         if (Trainer.Parallel.ParallelLayout.Validate(dp, parallel) is { Count: > 0 } layoutProblems)
@@ -82,10 +88,17 @@ public static class TrainCommand
             int have = TorchSharp.torch.cuda.device_count();
             int need = dp > 1 ? dp : (device.StartsWith("cuda:") && int.TryParse(device[5..], out var i) ? i + 1 : 1);
             if (need > have) throw new RuntimeFailure($"--device={device} with --nthread_per_process={dp} needs {need} CUDA devices, {have} visible");
+            if (dp > 1)
+            {
+                try { Trainer.Parallel.Nccl.NcclNative.EnsureLoaded(); }
+                catch (Trainer.Parallel.CommunicatorException e) { throw new RuntimeFailure($"--device={device} --nthread_per_process={dp}: {e.Message}"); }
+            }
         }
+        if (processes > 1 && device != "cpu")
+            throw new UsageException($"--device={device} under mpirun: the MPI backend exchanges CPU tensors; use --device=cpu");
         if (dp > 1 && device.StartsWith("cuda:")) throw new UsageException($"--device={device}: with --nthread_per_process={dp} use --device=cuda (rank i runs on cuda:i)");
         int cores = Environment.ProcessorCount;
-        if (device == "cpu" && dp > MaxCpuRanks)
+        if (device == "cpu" && processes == 1 && dp > MaxCpuRanks)
             throw new UsageException($"--nthread_per_process={dp}: at most {MaxCpuRanks} ranks on the CPU (4 per core of this machine's {cores}, at least 8): " +
                 "each rank is a busy thread with its own model replica; for a larger global batch on fewer ranks raise --total_batch_size (gradient accumulation)");
         int numThreads = v.GetInt32("num_threads", 0);
@@ -140,7 +153,7 @@ public static class TrainCommand
 
         var o = new TrainOptions
         {
-            BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, World = dp,
+            BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, World = dp, Processes = processes,
             TensorParallel = parallel.TensorParallel, SequenceParallel = parallel.SequenceParallel, PipelineParallel = parallel.PipelineParallel,
             VirtualPipelineParallel = parallel.VirtualPipelineParallel, ZeroStage = parallel.ZeroStage,
             Device = device, BFloat16 = dtype == "bfloat16", Seed = v.GetInt("seed"),
@@ -151,7 +164,7 @@ public static class TrainCommand
             Schedule = schedule, ScheduleWantsMetric = schedule?.IsMetricDriven ?? false,
             SaveDir = save.Length > 0 ? save : null, SaveInterval = saveInterval, KeepLast = v.GetInt32("keep_last", 0),
             LoadDir = load.Length > 0 ? load : null, LogJson = logJson.Length > 0 ? logJson : null,
-            Progress = v.GetBool("progress"), NumThreads = numThreads,
+            Progress = v.GetBool("progress") && processes == 1, NumThreads = numThreads,   // mpirun forwards stdout through a pty
             ModelDescription = model.Description,
             DataName = inputBin.Length > 0 ? inputBin : "embedded:" + Trainer.Data.EmbeddedData.Name,
         };

@@ -12,8 +12,11 @@ public sealed record TrainOptions
     /// <summary>Tokens per optimizer step over all ranks: B × T × DP × accumulation steps.</summary>
     public int TotalBatchSize { get; init; } = 256;
     public int NumIterations { get; init; } = 10;
-    /// <summary>Ranks in this process (--nthread_per_process), one thread each: TP × DP × PP.</summary>
+    /// <summary>All ranks: TP × DP × PP — the ranks of this process (--nthread_per_process, one thread each), or under
+    /// mpirun one rank in each of <see cref="Processes"/> processes.</summary>
     public int World { get; init; } = 1;
+    /// <summary>Processes of the mpirun job (one rank each, the MPI backend); 1 = the ranks are threads of this process.</summary>
+    public int Processes { get; init; } = 1;
     /// <summary>--tensor_parallel: ranks that split every layer.</summary>
     public int TensorParallel { get; init; } = 1;
     /// <summary>--sequence_parallel: activations outside attention/MLP split along T over the TP group.</summary>

@@ -132,12 +132,13 @@ public sealed class TrainingRun
         if (_o.SaveDir is not null && CheckpointStore.SaveConflict(_o.SaveDir, runId, resume?.Meta.Step ?? 0) is { } conflict)
             throw new TrainingSetupException($"--save: {conflict}; save into another folder, or --load that run to continue it");
         // Auto: leave a core for the runtime; on 2 cores libtorch's 2-thread pool spin-waits and ran 2x slower than 1 thread.
-        int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / W);
+        int ranksOnNode = _o.Processes > 1 ? Trainer.Parallel.Mpi.MpiRuntime.LocalSize : W;
+        int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / ranksOnNode);
         torch.set_num_threads(threads);
         torch.manual_seed(_o.Seed);
 
-        using var rankThreads = new RankThreads(W);
-        var world = ThreadCommunicator.CreateWorld(W);
+        var world = CreateWorld(W);
+        using var rankThreads = new RankThreads(world.Count);
         _world = world;
         var ranks = BuildRanks(rankThreads, world, layout);
         try
@@ -152,9 +153,11 @@ public sealed class TrainingRun
 
             var records = new List<StepRecord>();
             bool progress = _o.Progress && !Console.IsOutputRedirected && ReferenceEquals(_out, Console.Out);
-            using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
+            // Only world rank 0 logs and writes --log_json (under mpirun every process runs this loop).
+            bool logs = world[0].Rank == 0;
+            using var log = new StepLog(logs ? _out : TextWriter.Null, logs ? _o.LogJson : null, progress && logs, appendJson: resume is not null); // a resumed run continues its log
             log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={layout.Dp}, torch threads={threads})");
-            if (W > 1) log.Info($"layout: {layout}");
+            if (W > 1) log.Info($"layout: {layout}{(_o.Processes > 1 ? $" over {_o.Processes} MPI processes" : "")}");
             log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
             if (resume is not null)
             {
@@ -204,7 +207,7 @@ public sealed class TrainingRun
             }
             if (records.Count > 0)
             {
-                long stateBytes = ranks.Max(r => r.Optimizer.OptimizerStateBytes());
+                long stateBytes = MaxOverWorld(rankThreads, world, r => ranks[r].Optimizer.OptimizerStateBytes());
                 log.Info($"optimizer state: {stateBytes} bytes per rank (ZeRO-{layout.ZeroStage})");
             }
             return records;
@@ -217,6 +220,31 @@ public sealed class TrainingRun
     }
 
     IReadOnlyList<ICommunicator>? _world;
+
+    /// <summary>
+    /// The communicators of this process's ranks, element i for local rank i (its world rank is <c>world[i].Rank</c>):
+    /// every rank of the world as threads (over NCCL when they are several CUDA devices), or under mpirun (<see cref="TrainOptions.Processes"/> &gt; 1) this process's
+    /// one rank of the MPI world.
+    /// </summary>
+    IReadOnlyList<ICommunicator> CreateWorld(int size)
+    {
+        // Several CUDA ranks talk over NCCL (Trainer/Parallel/Nccl); everything else over threads in this process.
+        if (_o.Processes <= 1 && _o.Device.StartsWith("cuda") && size > 1) return Trainer.Parallel.Nccl.NcclCommunicator.CreateWorld(size);
+        if (_o.Processes <= 1) return ThreadCommunicator.CreateWorld(size);
+        var mpi = Trainer.Parallel.Mpi.MpiRuntime.World();
+        if (mpi.Size != size)
+            throw new TrainingSetupException($"the layout needs {size} ranks, mpirun started {mpi.Size} processes (one rank each)");
+        return new ICommunicator[] { mpi };
+    }
+
+    /// <summary>The largest of every rank's value (a collective over the world when ranks live in several processes).</summary>
+    static long MaxOverWorld(RankThreads threads, IReadOnlyList<ICommunicator> world, Func<int, long> value) =>
+        RunRanks(threads, world, r =>
+        {
+            using var t = torch.tensor(new[] { value(r) });
+            world[r].AllReduce(t, ReduceOp.Max);
+            return t.item<long>();
+        })[0];
 
     /// <summary>
     /// Runs <paramref name="work"/> on every rank's thread. A rank that throws aborts the world, so ranks waiting in a
@@ -259,10 +287,10 @@ public sealed class TrainingRun
         // Splitting the world into DP/TP/PP groups is collective: every rank thread does it at once.
         var groups = RunRanks(rankThreads, world, r => ProcessGroups.Create(world[r], layout));
         // Models are built on this thread, in rank order: a factory may seed torch's global generator.
-        var placements = groups.Select((g, r) => new RankPlacement(RankDevice(r), g)).ToArray();
+        var placements = groups.Select(g => new RankPlacement(RankDevice(g.Rank), g)).ToArray();
         var models = _factory(placements);
         var factory = ShardOptimizers.FromOptions(_o);
-        var ranks = new Rank[layout.World];
+        var ranks = new Rank[world.Count];
         for (int r = 0; r < ranks.Length; r++)
         {
             var model = models[r];
@@ -403,25 +431,33 @@ public sealed class TrainingRun
         {
             [CheckpointStore.SchedulerFile] = p => File.WriteAllText(p, scheduler is null ? "null" : scheduler.StateDict().ToJson()),
         };
-        for (int r = 0; r < ranks.Length; r++)
+        foreach (var rank in ranks)
         {
-            var rank = ranks[r];
+            int r = rank.Groups.Rank;   // world rank
             if (ModelSource(layout, r) == r) writers[RankFile(r, CheckpointStore.ModelFile)] = p => rank.Model.save(p);
             if (OptimizerSource(layout, r) == r) writers[RankFile(r, CheckpointStore.OptimizerFile)] = p => rank.Optimizer.SaveState(p);
         }
-        return CheckpointStore.Save(_o.SaveDir!, meta, _o.KeepLast, writers);
+        if (_o.Processes <= 1) return CheckpointStore.Save(_o.SaveDir!, meta, _o.KeepLast, writers);
+        // Several processes (one rank each): each writes its rank's files, world rank 0 the scheduler, meta and manifest.
+        if (ranks[0].Groups.Rank != 0) writers.Remove(CheckpointStore.SchedulerFile);
+        var all = Enumerable.Range(0, layout.World).SelectMany(r => new[]
+        {
+            ModelSource(layout, r) == r ? RankFile(r, CheckpointStore.ModelFile) : null,
+            OptimizerSource(layout, r) == r ? RankFile(r, CheckpointStore.OptimizerFile) : null,
+        }).OfType<string>().Distinct().Append(CheckpointStore.SchedulerFile).ToArray();
+        return CheckpointStore.SaveShared(_o.SaveDir!, meta, _o.KeepLast, writers, all, ranks[0].Groups.World);
     }
 
     (int Step, long GlobalBatch) Restore(CheckpointInfo c, Rank[] ranks, IParamGroups groups, ILRScheduler? scheduler)
     {
         var layout = _o.Layout;
-        for (int r = 0; r < ranks.Length; r++)
+        foreach (var rank in ranks)
         {
+            int r = rank.Groups.Rank;   // world rank
             string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
             string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
             foreach (var f in new[] { model, opt })
                 if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
-            var rank = ranks[r];
             LoadFile(c, model, () => rank.Model.load(model));
             LoadFile(c, opt, () => rank.Optimizer.LoadState(opt));
         }

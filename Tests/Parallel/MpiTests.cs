@@ -1,0 +1,394 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Expecto;
+using Tests.Harness;
+using Tests.Training;
+using TorchSharp;
+using Trainer.Parallel;
+using Trainer.Parallel.Mpi;
+using static TorchSharp.torch;
+
+namespace Tests.Parallel;
+
+/// <summary>
+/// The MPI backend under a real <c>mpirun --oversubscribe</c> (Open MPI from Debian's openmpi-bin; CI installs it, so a
+/// missing mpirun fails these tests). Two kinds of programs run under mpirun: this test assembly in worker mode
+/// (<c>dotnet Tests.dll mpi-worker ...</c>, <see cref="WorkerMain"/>), running a fixed program of collectives whose results
+/// are compared with the same program on <see cref="ThreadCommunicator"/>; and the trainer itself, compared with its
+/// threaded run of the same layout (LRs bit for bit, losses within 1e-6).
+/// </summary>
+public static class MpiTests
+{
+    [Tests]
+    public static Test All => Spec.Sequenced(Spec.List("parallel.mpi",
+        Spec.Case("a program of every collective, split and send/recv gives the thread backend's bits (mpirun -np 3)", () => CollectivesMatchThreads(3)),
+        Spec.Case("the same with 4 processes, including tensors smaller than the world", () => CollectivesMatchThreads(4)),
+        Spec.Case("a rank that hangs ends the job within the timeout with a message naming it", HangNamesTheRank),
+        Spec.Case("trainer DP=2 under mpirun -np 2: LRs bit for bit and losses within 1e-6 of --nthread_per_process=2", () => TrainerMatchesThreads(2, "--model=gpt2-tiny")),
+        Spec.Case("trainer TP=2 x DP=2, ZeRO-1, under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--zero_stage=1")),
+        Spec.Case("a checkpoint written by threads resumes under mpirun -np 2 and continues the threaded run", ThreadCheckpointResumesUnderMpi),
+        Spec.Case("killing one rank mid-run ends the job naming it; its last checkpoint resumes under threads", KilledRankEndsJob),
+        Spec.Case("threads and processes do not combine yet: a clear usage error", HybridRefused)));
+
+    /// <summary>The NCCL backend cannot run here (no GPU, CPU TorchSharp); what can be checked on the CPU is its loading.</summary>
+    [Tests]
+    public static Test Nccl => Spec.List("parallel.nccl",
+        Spec.Case("libnccl.so.2 loads and reports a version, or the error names it and how to install it", () =>
+        {
+            try
+            {
+                Trainer.Parallel.Nccl.NcclNative.EnsureLoaded();
+                Must.True(Trainer.Parallel.Nccl.NcclNative.Version() >= 21800, "NCCL >= 2.18 (ncclCommSplit)");
+            }
+            catch (CommunicatorException e)
+            {
+                Must.Contains(e.Message, "libnccl.so.2 cannot be loaded", "names the library");
+                Must.Contains(e.Message, "LD_LIBRARY_PATH", "says where it is looked for");
+            }
+        }));
+
+    // ------------------------------------------------------------------ mpirun
+
+    static string Mpirun()
+    {
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+            if (dir.Length > 0 && File.Exists(Path.Combine(dir, "mpirun"))) return Path.Combine(dir, "mpirun");
+        throw new AssertException("mpirun is not on PATH: install Open MPI (Debian: apt-get install openmpi-bin; .ci/run does)");
+    }
+
+    static string Here(string file)
+    {
+        var p = Path.Combine(AppContext.BaseDirectory, file);
+        Must.True(File.Exists(p), $"{file} not next to the tests ({p})");
+        return p;
+    }
+
+    sealed record Outcome(int Exit, string Output, double Seconds);
+
+    /// <summary>mpirun --oversubscribe -np <paramref name="np"/> dotnet ARGS; root is allowed the way Open MPI documents it.</summary>
+    static Process StartMpi(int np, IEnumerable<string> args, StringBuilder output, IDictionary<string, string>? env = null)
+    {
+        var psi = new ProcessStartInfo(Mpirun()) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (var a in new[] { "--oversubscribe", "-np", np.ToString(CultureInfo.InvariantCulture), "dotnet" }.Concat(args)) psi.ArgumentList.Add(a);
+        psi.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        psi.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";   // containers (open-mpi/ompi #4948)
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        p.StandardInput.Close();
+        return p;
+    }
+
+    static Outcome RunMpi(int np, IEnumerable<string> args, IDictionary<string, string>? env = null, int limitSeconds = 240)
+    {
+        var output = new StringBuilder();
+        var clock = Stopwatch.StartNew();
+        using var p = StartMpi(np, args, output, env);
+        if (!p.WaitForExit(limitSeconds * 1000))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new AssertException($"mpirun did not end within {limitSeconds} s:\n{output}");
+        }
+        p.WaitForExit();
+        lock (output) return new Outcome(p.ExitCode, output.ToString(), clock.Elapsed.TotalSeconds);
+    }
+
+    // ------------------------------------------------------------------ the collectives program
+
+    /// <summary>Worker mode: <c>mpi-worker collectives OUT_PREFIX</c> or <c>mpi-worker hang</c>. Returns the exit code.</summary>
+    public static int WorkerMain(string[] args)
+    {
+        int rc = 1;
+        try
+        {
+            using var world = MpiRuntime.World();
+            switch (args[0])
+            {
+                case "collectives":
+                    File.WriteAllLines($"{args[1]}.{world.Rank}", CollectivesProgram(world));
+                    break;
+                case "hang":
+                    if (world.Rank == 1) Thread.Sleep(TimeSpan.FromSeconds(120));   // never arrives in time
+                    world.AllReduce(torch.ones(3), ReduceOp.Sum);
+                    break;
+            }
+            rc = 0;
+        }
+        catch (Exception e) { Console.Error.WriteLine($"[rank {MpiRuntime.LaunchedRank}] error: {e.GetType().Name}: {e.Message}"); }
+        MpiRuntime.End(rc);
+        return rc;
+    }
+
+    static string Hex(Tensor t)
+    {
+        var c = t.detach().contiguous();
+        var bytes = c.dtype switch
+        {
+            ScalarType.Float32 => c.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray(),
+            ScalarType.Float64 => c.data<double>().ToArray().SelectMany(BitConverter.GetBytes).ToArray(),
+            ScalarType.Int64 => c.data<long>().ToArray().SelectMany(BitConverter.GetBytes).ToArray(),
+            ScalarType.BFloat16 => c.to(ScalarType.Float32).data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray(),
+            _ => throw new ArgumentException(c.dtype.ToString()),
+        };
+        return $"[{string.Join(",", t.shape)}] {t.dtype} {Convert.ToHexString(bytes)}";
+    }
+
+    /// <summary>Values whose sum depends on the order of addition (large and small magnitudes), per rank.</summary>
+    static Tensor Data(int rank, int tag, long n, ScalarType dt)
+    {
+        var rng = new Random(1000 * rank + tag);
+        var v = Enumerable.Range(0, (int)n).Select(_ => (rng.NextDouble() - 0.5) * Math.Pow(10, rng.Next(-3, 5))).ToArray();
+        return dt == ScalarType.Int64 ? torch.tensor(v.Select(x => (long)x).ToArray()) : torch.tensor(v, ScalarType.Float64).to(dt);
+    }
+
+    /// <summary>Every operation of the interface on one rank; one line per result, identical lines = identical bits.</summary>
+    static List<string> CollectivesProgram(ICommunicator c)
+    {
+        var lines = new List<string>();
+        int tag = 0;
+        foreach (var dt in new[] { ScalarType.Float32, ScalarType.Float64, ScalarType.BFloat16 })
+            foreach (var op in new[] { ReduceOp.Sum, ReduceOp.Avg, ReduceOp.Max })
+                foreach (var n in new long[] { 1, 3, 37 })
+                {
+                    var t = Data(c.Rank, ++tag, n, dt).reshape(n == 37 ? new long[] { 37 } : new long[] { 1, n });
+                    c.AllReduce(t, op);
+                    lines.Add($"AllReduce {dt} {op} {n}: {Hex(t)}");
+                }
+        var i = Data(c.Rank, ++tag, 11, ScalarType.Int64);
+        c.AllReduce(i, ReduceOp.Sum);
+        lines.Add($"AllReduce int64: {Hex(i)}");
+        foreach (var dt in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            var input = Data(c.Rank, ++tag, 5 * c.Size, dt);
+            var output = torch.zeros(5, dt);
+            c.ReduceScatter(output, input, ReduceOp.Avg);
+            lines.Add($"ReduceScatter {dt}: {Hex(output)}");
+        }
+        var gathered = torch.zeros(c.Size * 2, 3);
+        c.AllGather(gathered, Data(c.Rank, ++tag, 6, ScalarType.Float32).reshape(2, 3));
+        lines.Add($"AllGather: {Hex(gathered)}");
+        for (int root = 0; root < c.Size; root++)
+        {
+            var b = Data(c.Rank, ++tag, 4, ScalarType.Float64);
+            c.Broadcast(b, root);
+            lines.Add($"Broadcast from {root}: {Hex(b)}");
+        }
+        using (var sub = c.Split(c.Rank % 2, -c.Rank))
+        {
+            var s = Data(c.Rank, ++tag, 9, ScalarType.Float32);
+            sub.AllReduce(s, ReduceOp.Sum);
+            lines.Add($"Split: rank {sub.Rank} of [{string.Join(",", sub.WorldRanks)}]: {Hex(s)}");
+        }
+        int next = (c.Rank + 1) % c.Size, prev = (c.Rank + c.Size - 1) % c.Size;
+        for (int k = 0; k < 2; k++)
+        {
+            var msg = Data(c.Rank, 500 + k, 7, ScalarType.Float32);
+            c.Send(msg, next);
+            msg.zero_();   // the sender may reuse its tensor at once
+        }
+        for (int k = 0; k < 2; k++)
+        {
+            var got = torch.zeros(7);
+            c.Recv(got, prev);
+            lines.Add($"Recv #{k} from {prev}: {Hex(got)}");
+        }
+        c.Barrier();
+        lines.Add("barrier");
+        // Last: the thread backend aborts its world on a mismatch (the MPI one could go on).
+        var mismatch = Record(() => c.AllReduce(torch.ones(c.Rank == 1 ? 3 : 4), ReduceOp.Sum));
+        lines.Add($"mismatched shapes: {mismatch}");
+        return lines;
+    }
+
+    static string Record(Action a)
+    {
+        try { a(); return "no exception"; }
+        catch (CommunicatorException e) { return e is CommunicatorMismatchException or CommunicatorAbortedException ? "refused" : e.GetType().Name; }
+    }
+
+    static void CollectivesMatchThreads(int np)
+    {
+        var dir = ResumeTests.TempDir("mpi-coll");
+        try
+        {
+            string prefix = Path.Combine(dir, "rank");
+            var r = RunMpi(np, new[] { Here("Tests.dll"), "mpi-worker", "collectives", prefix });
+            Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
+            var expected = ThreadCommunicator.Run(np, c => CollectivesProgram(c), TimeSpan.FromSeconds(60));
+            for (int rank = 0; rank < np; rank++)
+            {
+                var got = File.ReadAllLines($"{prefix}.{rank}");
+                Must.Equal(got.Length, expected[rank].Count, $"rank {rank}: result lines");
+                for (int k = 0; k < got.Length; k++)
+                    Must.Equal(got[k], expected[rank][k], $"rank {rank}, result {k}");
+            }
+            Must.Contains(string.Join("\n", expected[0]), "mismatched shapes: refused", "the mismatch is detected");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static void HangNamesTheRank()
+    {
+        var r = RunMpi(2, new[] { Here("Tests.dll"), "mpi-worker", "hang" }, new Dictionary<string, string> { [MpiRuntime.TimeoutVariable] = "3" }, limitSeconds: 90);
+        Must.True(r.Exit != 0, $"the job must fail:\n{r.Output}");
+        Must.True(r.Seconds < 60, $"the job took {r.Seconds:F0} s, the timeout is 3 s (+ startup)");
+        Must.Contains(r.Output, "timed out after 3 s waiting for rank 1 to join", "rank 0's message names rank 1");
+        Must.Contains(r.Output, "MPI_ABORT was invoked on rank 0", "mpirun ends the job");
+    }
+
+    // ------------------------------------------------------------------ the trainer
+
+    /// <summary>A token file for the model family of <paramref name="layout"/>'s --model (GPT-2 uint16, LLaMA-3 uint32).</summary>
+    static string Tokens(string dir, IEnumerable<string> layout)
+    {
+        var p = Path.Combine(dir, "train.bin");
+        bool llama = layout.Any(a => a.StartsWith("--model=llama3"));
+        CliTests.WriteTokens(p, TinyLm.Tokens(3000, 300, 3).Select(t => t + 100).ToArray(), llama ? 20240801 : 20240520);
+        return p;
+    }
+
+    /// <summary>A tiny run; warmup + cosine unless <paramref name="more"/> names another --lr_scheduler.</summary>
+    static string[] TrainArgs(string data, string log, int steps, IEnumerable<string> more) =>
+        new[] { "--input_bin", data, "--batch_size=1", "--sequence_length=16", "--total_batch_size=64", $"--num_iteration={steps}", "--noprogress", "--log_json", log }
+            .Concat(more.Any(a => a.StartsWith("--lr_scheduler")) ? Array.Empty<string>() : new[] { "--lr_scheduler=cosine", "--warmup_steps=1" })
+            .Concat(more).ToArray();
+
+    static (int Exit, string Output) Threads(string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Here("Trainer.dll") }.Concat(args)) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var o = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, o + err.Result);
+    }
+
+    sealed record LogStep(int Step, double Loss, double[] Lr);
+
+    static LogStep[] ReadLog(string path) => File.ReadAllLines(path).Where(l => l.Contains("\"loss\"")).Select(l =>
+    {
+        using var d = JsonDocument.Parse(l);
+        var e = d.RootElement;
+        return new LogStep(e.GetProperty("step").GetInt32(), e.GetProperty("loss").GetDouble(), e.GetProperty("lr").EnumerateArray().Select(x => x.GetDouble()).ToArray());
+    }).ToArray();
+
+    static void SameRun(LogStep[] mpi, LogStep[] threads, string what)
+    {
+        Must.Equal(mpi.Length, threads.Length, $"{what}: steps logged");
+        for (int k = 0; k < mpi.Length; k++)
+        {
+            Must.Equal(mpi[k].Step, threads[k].Step, $"{what}: step");
+            Must.Equal(string.Join(",", mpi[k].Lr.Select(BitConverter.DoubleToInt64Bits)), string.Join(",", threads[k].Lr.Select(BitConverter.DoubleToInt64Bits)), $"{what}: LR bits at step {mpi[k].Step}");
+            Must.True(Math.Abs(mpi[k].Loss - threads[k].Loss) <= 1e-6, $"{what}: step {mpi[k].Step} loss {mpi[k].Loss:R} (MPI) vs {threads[k].Loss:R} (threads)");
+        }
+    }
+
+    static void TrainerMatchesThreads(int world, params string[] layout)
+    {
+        var dir = ResumeTests.TempDir("mpi-train");
+        try
+        {
+            var data = Tokens(dir, layout);
+            string mpiLog = Path.Combine(dir, "mpi.jsonl"), threadLog = Path.Combine(dir, "threads.jsonl");
+            var r = RunMpi(world, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, mpiLog, 3, layout)));
+            Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
+            Must.Contains(r.Output, $"over {world} MPI processes", "the layout line says the ranks are processes");
+            Must.Equal(r.Output.Split('\n').Count(l => l.StartsWith("step    1/3")), 1, "only rank 0 logs steps");
+            var t = Threads(TrainArgs(data, threadLog, 3, layout.Append($"--nthread_per_process={world}")));
+            Must.True(t.Exit == 0, $"threaded run exit {t.Exit}:\n{t.Output}");
+            SameRun(ReadLog(mpiLog), ReadLog(threadLog), string.Join(" ", layout));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static void ThreadCheckpointResumesUnderMpi()
+    {
+        var dir = ResumeTests.TempDir("mpi-resume");
+        try
+        {
+            var layout = new[] { "--model=gpt2-tiny", "--lr_scheduler=steplr", "--step_size=1", "--gamma=0.5" };
+            var data = Tokens(dir, layout);
+            string save = Path.Combine(dir, "S"), full = Path.Combine(dir, "threads.jsonl"), resumed = Path.Combine(dir, "mpi.jsonl");
+            var t = Threads(TrainArgs(data, full, 3, layout.Concat(new[] { "--nthread_per_process=2", "--save", save, "--save_interval=2" })));
+            Must.True(t.Exit == 0, $"threaded run exit {t.Exit}:\n{t.Output}");
+            string second = Path.Combine(save, Trainer.Checkpoint.CheckpointStore.DirectoryName(2));
+            var r = RunMpi(2, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, resumed, 3, layout.Concat(new[] { "--load", second }))));
+            Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
+            Must.Contains(r.Output, $"resumed from {second} at step 2", "resumed");
+            SameRun(ReadLog(resumed), ReadLog(full).Where(s => s.Step == 3).ToArray(), "step 3 after the resume");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>The processes of an mpirun job, by MPI rank (children of mpirun whose environment says OMPI_COMM_WORLD_RANK).</summary>
+    static int? RankPid(int mpirunPid, int rank)
+    {
+        foreach (var d in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(d), out int pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(d, "stat"));
+                int ppid = int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], CultureInfo.InvariantCulture);
+                if (ppid != mpirunPid) continue;
+                var env = File.ReadAllText(Path.Combine(d, "environ")).Split('\0');
+                if (env.Contains($"OMPI_COMM_WORLD_RANK={rank}")) return pid;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
+        }
+        return null;
+    }
+
+    static void KilledRankEndsJob()
+    {
+        var dir = ResumeTests.TempDir("mpi-kill");
+        try
+        {
+            var data = Tokens(dir, Array.Empty<string>());
+            string save = Path.Combine(dir, "S"), log = Path.Combine(dir, "mpi.jsonl");
+            var args = new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, log, 40, new[] { "--model=gpt2-tiny", "--lr_scheduler=none", "--save", save, "--save_interval=1", "--keep_last=0" }));
+            var output = new StringBuilder();
+            using var p = StartMpi(2, args, output, new Dictionary<string, string> { [MpiRuntime.TimeoutVariable] = "20" });
+            var deadline = DateTime.UtcNow.AddSeconds(180);
+            string second = Path.Combine(save, Trainer.Checkpoint.CheckpointStore.DirectoryName(2));
+            while (!Directory.Exists(second))
+            {
+                Must.True(!p.HasExited, $"the job ended before its second checkpoint:\n{output}");
+                Must.True(DateTime.UtcNow < deadline, $"no second checkpoint within 180 s:\n{output}");
+                Thread.Sleep(100);
+            }
+            int victim = RankPid(p.Id, 1) ?? throw new AssertException($"no process of rank 1 under mpirun {p.Id}");
+            var clock = Stopwatch.StartNew();
+            Process.GetProcessById(victim).Kill();
+            Must.True(p.WaitForExit(60_000), $"mpirun still running 60 s after rank 1 was killed:\n{output}");
+            p.WaitForExit();
+            string text; lock (output) text = output.ToString();
+            Must.True(p.ExitCode != 0, $"the job must fail when a rank dies:\n{text}");
+            Must.True(text.Contains("rank 1"), $"mpirun's message names rank 1:\n{text}");
+            Must.True(clock.Elapsed.TotalSeconds < 60, "ended within the timeout");
+
+            // The newest complete checkpoint loads under threads (same layout: 2 ranks) and continues the run.
+            var newest = Trainer.Checkpoint.CheckpointStore.List(save)[0];
+            Must.True(newest.Step >= 2, $"newest checkpoint {newest.Dir}");
+            var resumed = Threads(TrainArgs(data, Path.Combine(dir, "resumed.jsonl"), newest.Step + 1,
+                new[] { "--model=gpt2-tiny", "--lr_scheduler=none", "--nthread_per_process=2", "--load", save }));
+            Must.True(resumed.Exit == 0, $"resume under threads: exit {resumed.Exit}\n{resumed.Output}");
+            Must.Contains(resumed.Output, $"resumed from {newest.Dir} at step {newest.Step}", "resumed from the last checkpoint");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static void HybridRefused()
+    {
+        var r = RunMpi(2, new[] { Here("Trainer.dll"), "--nthread_per_process=2", "--num_iteration=1" }, limitSeconds: 120);
+        Must.True(r.Exit != 0, $"refused:\n{r.Output}");
+        Must.Contains(r.Output, "--nthread_per_process=2 under mpirun -np 2: threads and processes do not combine yet", "usage message");
+    }
+}

@@ -70,6 +70,23 @@ public sealed class LoraWeights : IDisposable
 
     sealed record Header(int Rank, double Alpha, string[] Targets, double Dropout, string Model, string[] Layers);
 
+    /// <summary>The LoRA settings an adapter file was trained with (rank, alpha, targets, dropout) and its model's name.</summary>
+    public static (LoraConfig Config, string Model) ReadConfig(string path, string flag = "--lora_load_path")
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            using var r = new BinaryReader(stream);
+            if (r.ReadString() != Magic || r.ReadInt32() != Version) throw new LoraConfigException($"{flag}: '{path}' is not an adapter file (version {Version}) written by this trainer");
+            var h = JsonSerializer.Deserialize<Header>(r.ReadString()) ?? throw new LoraConfigException($"{flag}: '{path}': empty header");
+            return (new LoraConfig(h.Rank, h.Alpha, h.Targets, h.Dropout), h.Model);
+        }
+        catch (Exception e) when (e is EndOfStreamException or IOException or JsonException or FormatException)
+        {
+            throw new LoraConfigException($"{flag}: '{path}' cannot be read as an adapter file ({e.GetType().Name}: {e.Message})");
+        }
+    }
+
     /// <summary>Reads an adapter file for a model of <paramref name="model"/> whose run uses <paramref name="lora"/>: the
     /// file must hold exactly the layers <paramref name="lora"/> selects, at its rank (alpha and dropout are the run's).
     /// Throws <see cref="LoraConfigException"/> naming <paramref name="flag"/> and the file otherwise.</summary>

@@ -3,6 +3,7 @@ using Trainer.Cli;
 // Trainer [train] [flags]      train GPT-2 / LLaMA-3 (the default command when the first argument is a flag or absent)
 // Trainer lr replay|preview    learning-rate tools (Trainer/LrTools)
 // Trainer prepare-data         tokenize text into llm.c token files (Trainer/Data)
+// Trainer lora-merge           merge LoRA adapters into the base weights (Trainer/Cli/LoraMergeCommand.cs)
 Trainer.EntryPoint.UsePlainTerminalWriters();
 return Trainer.EntryPoint.Main(args);
 
@@ -13,7 +14,8 @@ namespace Trainer
         public const string Usage =
             "usage: Trainer [train] [--flag=value ...]   train a model (default command; --help lists every flag)\n" +
             "       Trainer lr replay|preview ...        learning-rate schedule tools\n" +
-            "       Trainer prepare-data ...             tokenize text into llm.c token files\n";
+            "       Trainer prepare-data ...             tokenize text into llm.c token files\n" +
+            "       Trainer lora-merge ...               merge LoRA adapters into the base weights (llm.c file)\n";
 
         /// <summary>
         /// On Unix, .NET's Console initialises the terminal on the first write to a console stream and sends terminfo's
@@ -62,6 +64,7 @@ namespace Trainer
                 case "train": return Train(rest);
                 case "lr": return Trainer.LrTools.LrCommand.Run(rest);
                 case "prepare-data": return Trainer.Data.PrepareDataCommand.Run(rest);
+                case "lora-merge": return LoraMergeCommand.Run(rest, Console.Out, Console.Error);
                 case "help": Console.Write(Usage); return 0;
                 default:
                     Console.Error.WriteLine($"error: unknown command '{args[0]}'\n{Usage}");

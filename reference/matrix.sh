@@ -7,7 +7,8 @@
 # No SCENARIO = all of them. Per row: name, layout, max |Δloss| vs single device (tolerance 1e-5 float32, 1e-2
 # bfloat16), LR check (bit-identical every step), the ZeRO twin check (bit-identical losses and LRs), tokens/s
 # (mean over steps 2..N) and optimizer-state bytes per rank. Ends with `matrix: N passed, N failed`; exit 1 on any
-# failure. Logs under OUTDIR (default /tmp/matrix)/MODEL-DTYPE-SCHEDULE/ID.{jsonl,log}.
+# failure. Rows with --lora_* flags are compared with the single-device run with the same LoRA flags. Logs under
+# OUTDIR (default /tmp/matrix)/MODEL-DTYPE-SCHEDULE/ID.{jsonl,log}.
 # -b mpi: each scenario with --nthread_per_process=W also runs as `mpirun --oversubscribe -np W` (one rank per process,
 # --nthread_per_process=1) and must match its threaded run: LRs bit-identical, loss within 1e-6 (column "mpi").
 # CS_TRAINER: how to start the C# trainer (default: dotnet Trainer/bin/Release/net10.0/Trainer.dll).
@@ -77,10 +78,19 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
   fi
   for i in "${SEL[@]}"; do
     read -ra F <<< "${FLAGS[$i]}"
-    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/' <<< "${FLAGS[$i]}")
+    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/; s/--lora_rank=/LoRA-r/' <<< "${FLAGS[$i]}")
     ok=1; dl="-"; lr="-"; tw="-"; mp="-"; tps="-"; opt="-"
-    if run "$dir" "$i" "${base[@]}" "${F[@]}"; then
-      c=$(compare "$dir/baseline.jsonl" "$dir/$i.jsonl" "$tol")
+    # A row with --lora_* flags is compared with the single-device run with the same LoRA flags (issue 10).
+    lf=(); for f in "${F[@]}"; do [[ "$f" == --lora_* ]] && lf+=("$f"); done
+    ref=baseline
+    if [ ${#lf[@]} -gt 0 ]; then
+      ref="baseline-lora-$(printf '%s ' "${lf[@]}" | md5sum | cut -c1-8)"
+      [ -s "$dir/$ref.jsonl" ] || run "$dir" "$ref" "${base[@]}" "${BASELINE[@]}" "${lf[@]}" || ref=""
+    fi
+    if [ -z "$ref" ]; then
+      ok=0; dl="LoRA baseline failed"
+    elif run "$dir" "$i" "${base[@]}" "${F[@]}"; then
+      c=$(compare "$dir/$ref.jsonl" "$dir/$i.jsonl" "$tol")
       dl=$(field "max loss abs diff" "$c"); lr=$([ "$(field "max LR rel diff" "$c")" = "0.000e+00" ] && echo same || echo DIFF)
       [[ "$c" == *PASS ]] || ok=0
       if [ "${TWIN[$i]}" != - ]; then

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Schedules.Core;
+using Trainer.Lora;
 using Trainer.Training;
 using static TorchSharp.torch;
 
@@ -47,6 +48,14 @@ public static class TrainCommand
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
         f.Int("keep_last", 3, "Keep only the newest N checkpoints of this run; 0 = keep all.", ck, "max_checkpoint_keep");
         f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it.", ck);
+        const string lo = "LoRA (InfiniTrain's flags)";
+        f.Int("lora_rank", 0, "LoRA rank r; 0 = off (full fine-tuning). With r > 0 the base weights are frozen and the optimizer (and\nits schedule) hold only the adapters: y = W x + (alpha / r) B A x, A kaiming-uniform (seeded), B zero.", lo);
+        f.Double("lora_alpha", LoraConfig.DefaultAlpha, "LoRA scaling alpha (the update is scaled by alpha / rank).", lo);
+        f.String("lora_target_modules", "", "Comma-separated layers to adapt, matched at the end of a layer's name: c_attn, attn.c_proj, c_proj\n(= attn.c_proj and mlp.c_proj), mlp.c_proj, c_fc, c_fc2; empty = InfiniTrain's default for the model:\n" +
+            $"GPT-2 {LoraConfig.DefaultGpt2Targets}, LLaMA-3 {LoraConfig.DefaultLlama3Targets}.", lo);
+        f.Double("lora_dropout", 0.0, "Dropout on the adapters' input, in [0, 1) (needs --nthread_per_process=1: the rank threads would share\ntorch's generator).", lo);
+        f.String("lora_save_path", "", "Write the trained adapters alone (a small file) here after the last step; merge them into the base\nweights with `Trainer lora-merge`.", lo);
+        f.String("lora_load_path", "", "Start the adapters from this adapter file (written by --lora_save_path) instead of the seeded init.", lo);
         f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s);\na non-finite loss is null (it also stops the run).", lg);
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);
@@ -151,6 +160,15 @@ public static class TrainCommand
         if (parallel.PipelineParallel > 1)
             throw new UsageException($"--pipeline_parallel={parallel.PipelineParallel}: pipeline parallelism is not built yet; use --pipeline_parallel=1");
 
+        var lora = ReadLora(v, model.Config, dp);
+        if (lora is not null) model = new ModelBinding
+        {
+            Config = model.Config, Name = model.Name, WeightFile = model.WeightFile, Seed = model.Seed, BFloat16 = model.BFloat16,
+            Lora = lora, LoraLoadPath = v.GetString("lora_load_path") is { Length: > 0 } lp ? lp : null,
+        };
+        string loraSave = v.GetString("lora_save_path");
+        if (loraSave.Length > 0) OutputDestination.CheckFile("--lora_save_path", loraSave);
+
         var o = new TrainOptions
         {
             BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, World = dp, Processes = processes,
@@ -166,9 +184,38 @@ public static class TrainCommand
             LoadDir = load.Length > 0 ? load : null, LogJson = logJson.Length > 0 ? logJson : null,
             Progress = v.GetBool("progress") && processes == 1, NumThreads = numThreads,   // mpirun forwards stdout through a pty
             ModelDescription = model.Description,
+            Lora = lora, LoraSavePath = lora is not null && loraSave.Length > 0 ? loraSave : null,
             DataName = inputBin.Length > 0 ? inputBin : "embedded:" + Trainer.Data.EmbeddedData.Name,
         };
         return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1));
+    }
+
+    /// <summary>The LoRA flags against the model (every problem a usage error naming the flag); null when --lora_rank=0.
+    /// An adapter file given by --lora_load_path is read here, so a wrong one is refused before anything runs.</summary>
+    static LoraConfig? ReadLora(FlagValues v, Trainer.Models.ModelConfig model, int ranks)
+    {
+        int rank = v.GetInt32("lora_rank", 0);
+        double alpha = v.GetDouble("lora_alpha", 0.0), dropout = v.GetDouble("lora_dropout", 0.0, 1.0);
+        string targets = v.GetString("lora_target_modules"), save = v.GetString("lora_save_path"), load = v.GetString("lora_load_path");
+        if (rank == 0)
+        {
+            foreach (var (flag, given) in new[] { ("lora_save_path", save.Length > 0), ("lora_load_path", load.Length > 0), ("lora_target_modules", targets.Length > 0) })
+                if (given) throw new UsageException($"--{flag} needs --lora_rank > 0 (LoRA is off)");
+            return null;
+        }
+        if (dropout >= 1.0) throw new UsageException($"--lora_dropout: '{v.Raw("lora_dropout")}' is out of range (must be in [0, 1))");
+        if (dropout > 0 && ranks > 1)
+            throw new UsageException($"--lora_dropout={v.Raw("lora_dropout")} needs --nthread_per_process=1: the rank threads would draw their dropout masks from torch's one shared generator, in no fixed order");
+        var cfg = new LoraConfig(rank, alpha, LoraConfig.ParseTargets(targets.Length > 0 ? targets : LoraConfig.DefaultTargets(model.Kind)), dropout);
+        try { LoraTargets.Resolve(model, cfg); }
+        catch (LoraConfigException e) { throw new UsageException(e.Message); }
+        if (load.Length > 0)
+        {
+            if (!File.Exists(load)) throw new RuntimeFailure($"--lora_load_path: file '{load}' does not exist");
+            try { LoraWeights.Load(load, model, cfg).Dispose(); }
+            catch (LoraConfigException e) { throw new RuntimeFailure(e.Message); }
+        }
+        return cfg;
     }
 
     /// <summary>DP ranks on the CPU: 4 per core, at least 8 (InfiniTrain's usual 8-rank layout runs anywhere).</summary>

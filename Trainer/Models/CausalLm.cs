@@ -15,6 +15,9 @@ public abstract class CausalLm : nn.Module<Tensor, Tensor>
     /// <summary>The architecture this model was built from.</summary>
     public ModelConfig Config { get; }
 
+    /// <summary>The LoRA adapters wrapping this model's layers (Trainer.Lora.LoraModel.Attach), in weight-file order; empty without LoRA.</summary>
+    public IReadOnlyList<Trainer.Lora.LoraAdapter> LoraAdapters { get; internal set; } = Array.Empty<Trainer.Lora.LoraAdapter>();
+
     /// <summary>idx: (B,T) integer token ids with T ≤ BlockSize → logits (B,T,VocabSize), in the model's dtype.</summary>
     public abstract override Tensor forward(Tensor idx);
 
@@ -114,6 +117,18 @@ public static class ModelFactory
 
     // Module constructors draw their default init from the global generator; Create serializes and restores it.
     static readonly object CreateLock = new();
+
+    /// <summary>Runs <paramref name="draw"/> with the global CPU generator seeded with <paramref name="seed"/>, serialized
+    /// with model construction, and restores the generator's state afterwards (e.g. the LoRA adapters' init).</summary>
+    internal static void WithSeededGenerator(long seed, Action<Generator> draw)
+    {
+        lock (CreateLock)
+        {
+            var saved = torch.get_rng_state();
+            try { using (torch.no_grad()) draw(torch.manual_seed(seed)); }
+            finally { torch.set_rng_state(saved); saved.Dispose(); }
+        }
+    }
 
     /// <summary>Shorthand: catalog name, CPU float32.</summary>
     public static CausalLm Create(string name, long seed = 42) => Create(ModelCatalog.Get(name), seed, CPU, ScalarType.Float32);

@@ -117,14 +117,14 @@ internal sealed class Gpt2Attention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1], hd = nEmbd / nHead;
-        var qkv = c_attn.forward(x);                        // (B,T,3C): [q | k | v]
+        var qkv = c_attn.call(x);                           // (B,T,3C): [q | k | v]
         var parts = qkv.split(nEmbd, 2);
         var q = parts[0].view(b, t, nHead, hd).transpose(1, 2);
         var k = parts[1].view(b, t, nHead, hd).transpose(1, 2);
         var v = parts[2].view(b, t, nHead, hd).transpose(1, 2);
         var y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
         y = y.transpose(1, 2).contiguous().view(b, t, nEmbd);
-        return c_proj.forward(y).MoveToOuterDisposeScope();
+        return c_proj.call(y).MoveToOuterDisposeScope();
     }
 }
 
@@ -143,7 +143,7 @@ internal sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var hdn = nn.functional.gelu(c_fc.forward(x), TorchSharp.Modules.GELU.Approximate.tanh);
-        return c_proj.forward(hdn).MoveToOuterDisposeScope();
+        var hdn = nn.functional.gelu(c_fc.call(x), TorchSharp.Modules.GELU.Approximate.tanh);
+        return c_proj.call(hdn).MoveToOuterDisposeScope();
     }
 }

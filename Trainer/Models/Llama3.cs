@@ -207,7 +207,7 @@ internal sealed class Llama3Attention : nn.Module<Tensor, Tensor, Tensor, Tensor
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         long qSize = (long)nHead * headDim, kvSize = (long)nKvHead * headDim;
-        var qkv = c_attn.forward(x);                        // (B,T,(H+2KV)*D): [q | k | v]
+        var qkv = c_attn.call(x);                           // (B,T,(H+2KV)*D): [q | k | v]
         var q = qkv.narrow(2, 0, qSize).view(b, t, nHead, headDim);
         var k = qkv.narrow(2, qSize, kvSize).view(b, t, nKvHead, headDim);
         var v = qkv.narrow(2, qSize + kvSize, kvSize).view(b, t, nKvHead, headDim);
@@ -217,7 +217,7 @@ internal sealed class Llama3Attention : nn.Module<Tensor, Tensor, Tensor, Tensor
         if (rep > 1) { k = k.repeat_interleave(rep, dim: 2); v = v.repeat_interleave(rep, dim: 2); }
         var y = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_casual: true);
         y = y.transpose(1, 2).contiguous().view(b, t, nEmbd);
-        return c_proj.forward(y).MoveToOuterDisposeScope();
+        return c_proj.call(y).MoveToOuterDisposeScope();
     }
 }
 
@@ -238,7 +238,7 @@ internal sealed class Llama3Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var hdn = c_fc.forward(x) * nn.functional.silu(c_fc2.forward(x));
-        return c_proj.forward(hdn).MoveToOuterDisposeScope();
+        var hdn = c_fc.call(x) * nn.functional.silu(c_fc2.call(x));
+        return c_proj.call(hdn).MoveToOuterDisposeScope();
     }
 }

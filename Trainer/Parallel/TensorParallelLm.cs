@@ -40,10 +40,13 @@ public abstract class TensorParallelLm : CausalLm
     /// <summary>Parameters every TP rank holds whole (norm weights/biases, row-parallel biases, GPT-2's wpe).
     /// A global gradient norm counts them once; under SP their gradients are partial sums (see
     /// <see cref="AllReduceSequenceParallelGrads"/>).</summary>
-    public IReadOnlyList<Tensor> ReplicatedParameters() => Shards().Where(s => s.Spec is null).Select(s => s.Tensor).ToList();
+    public IReadOnlyList<Tensor> ReplicatedParameters() => ShardsWithAdapters().Where(s => s.Spec is null).Select(s => s.Tensor).ToList();
 
     /// <summary>Parameters split over the TP ranks (each rank's slice is distinct).</summary>
-    public IReadOnlyList<Tensor> ShardedParameters() => Shards().Where(s => s.Spec is not null).Select(s => s.Tensor).ToList();
+    public IReadOnlyList<Tensor> ShardedParameters() => ShardsWithAdapters().Where(s => s.Spec is not null).Select(s => s.Tensor).ToList();
+
+    /// <summary><see cref="Shards"/> plus the LoRA adapters' matrices (the replicated one of each adapter has a null spec).</summary>
+    IEnumerable<(string Name, Tensor Tensor, ShardSpec? Spec)> ShardsWithAdapters() => Shards().Concat(LoraAdapters.SelectMany(a => a.Shards()));
 
     /// <summary>
     /// Megatron's finalize_model_grads step for SP: under sequence parallelism each replicated parameter saw only this

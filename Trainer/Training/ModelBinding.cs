@@ -19,8 +19,27 @@ public sealed class ModelBinding
     public required long Seed { get; init; }
     public required bool BFloat16 { get; init; }
     public int BlockSize => Config.BlockSize;
-    /// <summary>Identity checked on resume: the full configuration (and the weight file it started from).</summary>
-    public string Description => Config.ToString() + (WeightFile is null ? "" : $" from {Path.GetFileName(WeightFile)}");
+    /// <summary>LoRA adapters on the model (null: full fine-tuning); the base weights are then frozen.</summary>
+    public Trainer.Lora.LoraConfig? Lora { get; init; }
+    /// <summary>--lora_load_path: start the adapters from this adapter file instead of the seeded init.</summary>
+    public string? LoraLoadPath { get; init; }
+    /// <summary>Identity checked on resume: the full configuration (and the weight file it started from, and LoRA).</summary>
+    public string Description => Config.ToString() + (WeightFile is null ? "" : $" from {Path.GetFileName(WeightFile)}") +
+        (Lora is null ? "" : " + " + Lora.Describe());
+
+    /// <summary>The full adapters every rank starts from: read from --lora_load_path, or drawn from the seed.</summary>
+    public Trainer.Lora.LoraWeights? InitialAdapters()
+    {
+        if (Lora is null) return null;
+        try { return LoraLoadPath is null ? Trainer.Lora.LoraWeights.Init(Config, Lora, Seed) : Trainer.Lora.LoraWeights.Load(LoraLoadPath, Config, Lora); }
+        catch (Trainer.Lora.LoraConfigException e) { throw new RuntimeFailure(e.Message); }
+    }
+
+    T WithAdapters<T>(T model, Trainer.Lora.LoraWeights? adapters) where T : CausalLm
+    {
+        if (adapters is not null) Trainer.Lora.LoraModel.Attach(model, adapters);
+        return model;
+    }
 
     public static IEnumerable<string> ModelNames() => ModelCatalog.Names;
 
@@ -54,7 +73,7 @@ public sealed class ModelBinding
     ScalarType Dtype => BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
 
     /// <summary>One replica on a device (data parallelism, single device).</summary>
-    public ReplicaFactory Factory => device => Build(device, Dtype);
+    public ReplicaFactory Factory => device => { using var ad = InitialAdapters(); return WithAdapters(Build(device, Dtype), ad); };
 
     /// <summary>
     /// Every rank's model: replicas when the layout does not split the model; otherwise one full float32 model is
@@ -63,9 +82,10 @@ public sealed class ModelBinding
     /// </summary>
     public RankModelFactory RankFactory => ranks =>
     {
-        if (ranks.All(r => r.Groups.Layout.Tp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)Build(r.Device, Dtype)).ToArray();
+        using var adapters = InitialAdapters();
+        if (ranks.All(r => r.Groups.Layout.Tp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)WithAdapters(Build(r.Device, Dtype), adapters)).ToArray();
         using var full = Build(CPU, ScalarType.Float32);
-        return ranks.Select(r => (nn.Module<Tensor, Tensor>)TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, r.Groups.Layout.Sp)).ToArray();
+        return ranks.Select(r => (nn.Module<Tensor, Tensor>)WithAdapters(TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, r.Groups.Layout.Sp), adapters)).ToArray();
     };
 
     /// <summary>

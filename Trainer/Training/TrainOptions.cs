@@ -66,6 +66,11 @@ public sealed record TrainOptions
     /// <summary>Where the training tokens come from (a path or embedded:NAME); named in resume messages.</summary>
     public string? DataName { get; init; }
 
+    /// <summary>LoRA settings (null: full fine-tuning); the adapters themselves come with the model.</summary>
+    public Trainer.Lora.LoraConfig? Lora { get; init; }
+    /// <summary>--lora_save_path: write the adapters alone here after the last step.</summary>
+    public string? LoraSavePath { get; init; }
+
     /// <summary>Identity of the model configuration (checked on resume).</summary>
     public string ModelDescription { get; init; } = "";
 

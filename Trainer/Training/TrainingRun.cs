@@ -205,6 +205,7 @@ public sealed class TrainingRun
                 if (_o.SaveDir is not null && _o.SaveInterval > 0 && ((step + 1) % _o.SaveInterval == 0 || step + 1 == _o.NumIterations))
                     log.Info($"saved checkpoint {Save(step + 1, globalBatch, ranks, scheduler, layout, runId)}");
             }
+            if (_o.LoraSavePath is { } loraPath) log.Info($"saved LoRA adapters {SaveAdapters(rankThreads, ranks, loraPath)}");
             if (records.Count > 0)
             {
                 long stateBytes = MaxOverWorld(rankThreads, world, r => ranks[r].Optimizer.OptimizerStateBytes());
@@ -295,7 +296,7 @@ public sealed class TrainingRun
         {
             var model = models[r];
             model.train();
-            var ps = model.parameters().ToArray();
+            var ps = model.parameters().Where(p => p.requires_grad).ToArray();   // LoRA: the adapters only (the base is frozen)
             var g = groups[r];
             ranks[r] = new Rank
             {
@@ -482,6 +483,18 @@ public sealed class TrainingRun
         if (c.Meta.Step >= _o.NumIterations)
             throw new ArgumentException($"checkpoint {c.Directory} is at step {c.Meta.Step}, not before the last step {_o.NumIterations}; nothing to do");
         return (c.Meta.Step, c.Meta.ConsumedSamples / perGlobal);
+    }
+
+    /// <summary>--lora_save_path: the adapters alone, gathered over TP (collective), written by world rank 0.</summary>
+    string SaveAdapters(RankThreads rankThreads, Rank[] ranks, string path)
+    {
+        var perRank = RunRanks(rankThreads, _world!, r => ranks[r].Model is CausalLm lm && _o.Lora is { } cfg && lm.LoraAdapters.Count > 0
+            ? Trainer.Lora.LoraModel.Gather(lm, cfg) : null);
+        var full = perRank[0] ?? throw new InvalidOperationException("--lora_save_path: the model has no LoRA adapters");
+        full.Save(path, _o.ModelDescription);
+        string saved = $"{path} ({full.Layers.Count} layers, {full.ElementCount} parameters)";
+        foreach (var w in perRank) w?.Dispose();
+        return saved;
     }
 
     /// <summary>A file that passed its checksum but does not load (a hand-edited, re-hashed checkpoint) is named.</summary>

@@ -74,6 +74,10 @@ FLAGS = {
     "decay_shape": (str, "linear", "linear|1-sqrt"),
     "patience": (int, 10, ""), "threshold": (float, 1e-4, ""), "cooldown": (int, 0, ""),
     "constant_factor": (float, 1.0, ""), "constant_iters": (int, 0, ""),
+    # LoRA (lora.py; names and defaults as InfiniTrain / the C# trainer)
+    "lora_rank": (int, 0, "LoRA rank; 0 = off"), "lora_alpha": (float, 16.0, "LoRA alpha (scale alpha/rank)"),
+    "lora_target_modules": (str, "", "comma-separated; empty = gpt2 c_attn,c_proj / llama3 c_attn,c_proj,c_fc,c_fc2"),
+    "lora_dropout": (float, 0.0, "dropout on the adapters' input"),
 }
 ALIASES = {"lr_decay_style": "lr_scheduler", "lr_warmup_iters": "warmup_steps", "lr_decay_iters": "total_steps",
            "max_checkpoint_keep": "keep_last"}
@@ -81,7 +85,7 @@ ALIASES = {"lr_decay_style": "lr_scheduler", "lr_warmup_iters": "warmup_steps", 
 IGNORED = {"input_val_bin", "tokenizer_bin", "freq_generate_txt", "text_length", "val_loss_every", "sample_every",
            "overfit_single_batch", "tensor_parallel", "sequence_parallel",
            "pipeline_parallel", "virtual_pipeline_parallel", "zero_stage", "progress", "dp", "val_max_steps",
-           "save", "save_interval", "keep_last", "load"}
+           "save", "save_interval", "keep_last", "load", "lora_save_path", "lora_load_path"}
 
 
 class Flags:
@@ -224,6 +228,9 @@ def main(kind, build_model, default_model):
 
     # model: always built and initialised on the CPU (identical weights on every device and rank)
     model = build_model(flags)
+    if flags.lora_rank > 0:
+        import lora
+        lora.apply(model, kind, flags.lora_rank, flags.lora_alpha, flags.lora_target_modules, flags.lora_dropout, flags.seed)
     if master and flags.write_llmc:
         write_weights(model, flags.write_llmc, flags)
         log(f"wrote {flags.write_llmc}")

@@ -90,7 +90,7 @@ def main(argv):
                     sched = " + ".join(dict.fromkeys(classes(json.loads(s.group(1) or s.group(2)))))
                     break
         kind = last(allf, "lr_scheduler", "cosine") if not last(allf, "lr_schedule", "") else "JSON"
-        sched = f"`{kind}`: {sched}" if kind != "JSON" else sched
+        sched = sched if kind == "JSON" else f"`{kind}`: {sched or 'no scheduler (constant LR)'}"
         if golden:
             sched += f" — vs PyTorch 2.11 golden trace `{golden}`"
         if m:

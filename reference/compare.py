@@ -2,14 +2,17 @@
 """Compare two --log-json files step by step (ours = the C# trainer, torch = the PyTorch reference).
 
     /usr/bin/python3 reference/compare.py OURS.jsonl TORCH.jsonl [--lr-rtol=1e-10] [--loss-atol=1e-5]
-                                          [--plot=curves.png] [--labels=ours,torch] [--quiet]
+                                          [--plot=curves.png] [--labels=ours,torch] [--quiet] [--no-loss]
 
 Each step line is a JSON object with "step", "loss" and the step's learning rates under "lr" (trainer-loop's
-name) or "lrs" (list, one per param group, or a single number). Other fields, and lines without "loss", are ignored.
+name) or "lrs" (list, one per param group, or a single number), and optionally "momentum" (list: SGD's momentum or
+Adam's beta1 that step used). Other fields, and lines without "loss", are ignored.
 Prints a table (step, lr ours, lr torch, rel diff, loss ours, loss torch, abs diff) and exits
-    0  every step present in both, every LR within --lr-rtol (relative), every loss within --loss-atol
+    0  every step present in both, every LR within --lr-rtol (relative), every loss within --loss-atol, and, where
+       both files log "momentum", every momentum within --lr-rtol (relative)
     1  some value out of tolerance, or the two files do not have the same steps
     2  unreadable input
+--no-loss compares LRs and momenta only (for a golden PyTorch trace, whose lines have "loss": null).
 --plot draws both curves (LR and loss against step) into a PNG: with matplotlib when it is importable,
 otherwise with a small built-in rasterizer (no text; the axis ranges are printed and stored in the PNG's
 tEXt chunk).
@@ -22,7 +25,7 @@ import sys
 import zlib
 
 
-def load(path):
+def load(path, need_loss=True):
     rows = {}
     with open(path) as f:
         for n, line in enumerate(f, 1):
@@ -35,7 +38,10 @@ def load(path):
                     continue  # not a step record (val_loss, optimizer-state figures, ...)
                 lr = o["lr"] if "lr" in o else o["lrs"]
                 lrs = [float(x) for x in (lr if isinstance(lr, list) else [lr])]
-                rows[int(o["step"])] = (float(o["loss"]), lrs)
+                mom = o.get("momentum")
+                moms = None if mom is None else [float(x) for x in (mom if isinstance(mom, list) else [mom])]
+                loss = math.nan if o["loss"] is None and not need_loss else float(o["loss"])
+                rows[int(o["step"])] = (loss, lrs, moms)
             except (ValueError, KeyError, TypeError) as e:
                 raise SystemExit(f"{path}:{n}: cannot read step record ({e}): {line[:120]}")
     return rows
@@ -58,9 +64,10 @@ def main(argv=None):
     p.add_argument("--plot", default="")
     p.add_argument("--labels", default="ours,torch")
     p.add_argument("--quiet", action="store_true", help="print only failing rows and the summary")
+    p.add_argument("--no-loss", action="store_true", help="compare LRs and momenta only (golden LR traces)")
     a = p.parse_args(argv)
     try:
-        A, B = load(a.ours), load(a.torch)
+        A, B = load(a.ours, not a.no_loss), load(a.torch, not a.no_loss)
     except OSError as e:
         print(e, file=sys.stderr)
         return 2
@@ -76,24 +83,34 @@ def main(argv=None):
           f"{'loss ' + lb:>12} | {'abs diff':>9}"
     print(hdr)
     print("-" * len(hdr))
-    worst_lr, worst_loss, bad = 0.0, 0.0, 0
+    worst_lr, worst_loss, worst_mom, mom_steps, bad = 0.0, 0.0, 0.0, 0, 0
     for s in steps:
-        (xa, ra), (xb, rb) = A[s], B[s]
+        (xa, ra, ma), (xb, rb, mb) = A[s], B[s]
         if len(ra) != len(rb):
             r = math.inf
         else:
             r = max(rel(u, v) for u, v in zip(ra, rb))
-        d = abs(xa - xb) if not (math.isnan(xa) or math.isnan(xb)) else math.inf
-        row_bad = r > a.lr_rtol or d > a.loss_atol
-        worst_lr, worst_loss = max(worst_lr, r), max(worst_loss, d)
+        m = 0.0
+        if ma is not None and mb is not None:  # momentum / beta1, where both sides log it
+            m = math.inf if len(ma) != len(mb) else max(rel(u, v) for u, v in zip(ma, mb))
+            mom_steps += 1
+        if a.no_loss:
+            d = 0.0
+        else:
+            d = abs(xa - xb) if not (math.isnan(xa) or math.isnan(xb)) else math.inf
+        row_bad = r > a.lr_rtol or d > a.loss_atol or m > a.lr_rtol
+        worst_lr, worst_loss, worst_mom = max(worst_lr, r), max(worst_loss, d), max(worst_mom, m)
         bad += row_bad
         if row_bad or not a.quiet:
-            mark = "  <-- " + ("LR" if r > a.lr_rtol else "") + (" loss" if d > a.loss_atol else "") if row_bad else ""
-            print(f"{s:6d} | {ra[0]:22.15e} | {rb[0]:22.15e} | {r:9.2e} | {xa:12.8f} | {xb:12.8f} | {d:9.2e}{mark}")
+            mark = ("  <-- " + ("LR" if r > a.lr_rtol else "") + (" loss" if d > a.loss_atol else "")
+                    + (" momentum" if m > a.lr_rtol else "")) if row_bad else ""
+            mom = f" | {ma[0]:.15g} vs {mb[0]:.15g}" if ma is not None and mb is not None and ma != mb else ""
+            print(f"{s:6d} | {ra[0]:22.15e} | {rb[0]:22.15e} | {r:9.2e} | {xa:12.8f} | {xb:12.8f} | {d:9.2e}{mark}{mom}")
     ok = ok and bad == 0 and len(steps) > 0
+    mom_note = f"max momentum rel diff {worst_mom:.3e} over {mom_steps} step(s); " if mom_steps else "momentum not compared; "
+    loss_note = "loss not compared" if a.no_loss else f"max loss abs diff {worst_loss:.3e} (tol {a.loss_atol:g})"
     print(f"\n{len(steps)} steps compared; max LR rel diff {worst_lr:.3e} (tol {a.lr_rtol:g}); "
-          f"max loss abs diff {worst_loss:.3e} (tol {a.loss_atol:g}); {bad} step(s) out of tolerance -> "
-          f"{'PASS' if ok else 'FAIL'}")
+          f"{loss_note}; {mom_note}{bad} step(s) out of tolerance -> {'PASS' if ok else 'FAIL'}")
     if a.plot and steps:
         plot(a.plot, steps, A, B, la, lb)
     return 0 if ok else 1

@@ -6,8 +6,9 @@ using Trainer.LrTools;
 namespace Tests.Alignment;
 
 /// <summary>
-/// Issue #4: the C# trainer against the PyTorch reference, step by step, through <c>reference/align.sh CASE</c> (one test
-/// per case of reference/align_cases.txt, run one after another: each case is C# DP=8 then torchrun x8 on the CPUs).
+/// Issues #4, #14: the C# trainer against the PyTorch reference, step by step, through <c>reference/align.sh CASE</c> (one
+/// test per case of reference/align_cases.txt tagged <c>ci</c>, run one after another: each case is C# with DP threads,
+/// then PyTorch under torchrun (or a single process, or, for a <c>golden=ID</c> case, the PyTorch 2.11 trace)).
 /// The C# side is the Trainer.dll next to this test assembly (the Tests project references Trainer).
 /// </summary>
 public static class AlignmentTests
@@ -20,16 +21,76 @@ public static class AlignmentTests
         return null;
     }
 
-    /// <summary>The case names (first word of every line of reference/align_cases.txt that is not a comment or COMMON).</summary>
-    internal static string[] CaseNames()
+    /// <summary>One line of reference/align_cases.txt: <c>NAME MODEL [TAG...] FLAGS...</c> (tags: ci, dp=N, golden=ID).</summary>
+    internal sealed record AlignCase(string Name, string Model, string[] Tags, string[] Flags)
+    {
+        public bool InCi => Tags.Contains("ci");
+    }
+
+    /// <summary>The COMMON flags and every case of reference/align_cases.txt, in file order (the format align.sh reads).</summary>
+    internal static (string[] Common, AlignCase[] Cases) ReadCases()
     {
         var root = RepoRoot() ?? throw new InvalidOperationException("reference/align.sh not found above " + AppContext.BaseDirectory);
-        return File.ReadLines(System.IO.Path.Combine(root, "reference", "align_cases.txt"))
-            .Select(l => l.Trim())
-            .Where(l => l.Length > 0 && !l.StartsWith('#') && !l.StartsWith("COMMON"))
-            .Select(l => l.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries)[0])
-            .ToArray();
+        var common = Array.Empty<string>();
+        var cases = new List<AlignCase>();
+        foreach (var raw in File.ReadLines(System.IO.Path.Combine(root, "reference", "align_cases.txt")))
+        {
+            var w = raw.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            if (w.Length == 0 || w[0].StartsWith('#')) continue;
+            if (w[0] == "COMMON") { common = w[1..]; continue; }
+            int firstFlag = Array.FindIndex(w, 2, x => x.StartsWith("--"));
+            if (firstFlag < 0) firstFlag = w.Length;
+            cases.Add(new AlignCase(w[0], w[1], w[2..firstFlag], w[firstFlag..]));
+        }
+        return (common, cases.ToArray());
     }
+
+    /// <summary>The cases CI runs: those tagged <c>ci</c> (the full list runs outside CI: <c>reference/align.sh</c>).</summary>
+    internal static string[] CiCaseNames() => ReadCases().Cases.Where(c => c.InCi).Select(c => c.Name).ToArray();
+
+    /// <summary>What a case's schedule exercises: the torch class names in its JSON tree (as the trainer builds it from the
+    /// case's flags), plus <c>CyclicLR/MODE</c> and <c>OneCycleLR/linear|cos|three_phase</c>, plus the --lr_scheduler kind.</summary>
+    internal static HashSet<string> Exercised(string[] common, AlignCase c)
+    {
+        var f = new Trainer.Cli.FlagSet("align case", "");
+        Trainer.Cli.SchedulerFlags.Define(f);
+        f.Double("learning_rate", 1e-2, "").Int("num_iteration", 10, "");
+        bool Known(string a) => f.Definitions.Any(d => d.Aliases.Prepend(d.Name).Contains(
+            Trainer.Cli.FlagSet.Normalize(a.TrimStart('-').Split('=')[0]).TrimStart('_')));
+        var v = f.Parse(common.Concat(c.Flags).Where(a => Known(a) || (a.StartsWith("--no") && Known("--" + a[4..]))).ToArray());
+        var flags = Trainer.Cli.SchedulerFlags.Read(v);
+        var schedule = Trainer.Cli.SchedulerFlags.FromFlags(flags, v.GetDouble("learning_rate"), v.GetInt32("num_iteration"));
+        var seen = new HashSet<string>();
+        if (!v.IsSet("lr_schedule")) seen.Add("kind:" + v.GetString("lr_scheduler"));
+        if (schedule is null) return seen;
+        void Walk(System.Text.Json.JsonElement e)
+        {
+            if (e.ValueKind == System.Text.Json.JsonValueKind.Array) { foreach (var x in e.EnumerateArray()) Walk(x); return; }
+            if (e.ValueKind != System.Text.Json.JsonValueKind.Object) return;
+            if (e.TryGetProperty("type", out var t))
+            {
+                var type = t.GetString()!;
+                seen.Add(type);
+                if (type == "CyclicLR") seen.Add("CyclicLR/" + (e.TryGetProperty("mode", out var m) ? m.GetString() : "triangular"));
+                if (type == "OneCycleLR")
+                    seen.Add("OneCycleLR/" + (e.TryGetProperty("three_phase", out var tp) && tp.GetBoolean() ? "three_phase"
+                        : e.TryGetProperty("anneal_strategy", out var a) ? a.GetString() : "cos"));
+            }
+            foreach (var p in e.EnumerateObject()) Walk(p.Value);
+        }
+        using var doc = System.Text.Json.JsonDocument.Parse(Schedules.Core.ScheduleJson.Write(schedule));
+        Walk(doc.RootElement);
+        return seen;
+    }
+
+    /// <summary>Every class, CyclicLR mode and OneCycleLR shape the library implements (issue 14).</summary>
+    internal static readonly string[] EveryClass =
+    [
+        "ConstantLR", "LinearLR", "StepLR", "MultiStepLR", "ExponentialLR", "PolynomialLR", "CosineAnnealingLR",
+        "CosineAnnealingWarmRestarts", "CyclicLR/triangular", "CyclicLR/triangular2", "CyclicLR/exp_range",
+        "OneCycleLR/linear", "OneCycleLR/cos", "OneCycleLR/three_phase", "MultiplicativeLR", "ReduceLROnPlateau",
+        "LambdaLR", "SequentialLR", "ChainedScheduler",
+    ];
 
     static readonly string OutDir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"lrs-align-{Environment.ProcessId}");
 
@@ -77,9 +138,38 @@ public static class AlignmentTests
         return string.Join('\n', lines.Skip(Math.Max(0, lines.Length - 40)));
     }
 
+    /// <summary>CI runs the <c>ci</c> cases only (a few minutes on 2 cores); <c>reference/align.sh</c> alone runs all.</summary>
     [Tests]
     public static Test Cases => Spec.Sequenced(Spec.List("alignment.csharp-vs-pytorch",
-        CaseNames().Select(n => Spec.Case(n, () => RunCase(n)))));
+        CiCaseNames().Select(n => Spec.Case(n, () => RunCase(n)))));
+
+    [Tests]
+    public static Test Coverage => Spec.List("alignment.cases",
+        Spec.Case("the CI subset touches every scheduler class, CyclicLR mode and OneCycleLR shape", () =>
+        {
+            var (common, cases) = ReadCases();
+            var seen = cases.Where(c => c.InCi).SelectMany(c => Exercised(common, c)).ToHashSet();
+            var missing = EveryClass.Where(k => !seen.Contains(k)).ToArray();
+            Must.True(missing.Length == 0, "CI cases miss: " + string.Join(", ", missing));
+        }),
+        Spec.Case("the full list has every --lr_scheduler kind and every class; SGD, Adam and AdamW; DP 1, 2 and 8; both models", () =>
+        {
+            var (common, cases) = ReadCases();
+            var seen = cases.SelectMany(c => Exercised(common, c)).ToHashSet();
+            var missing = EveryClass.Concat(Trainer.Cli.SchedulerFlags.Kinds.Select(k => "kind:" + k)).Where(k => !seen.Contains(k)).ToArray();
+            Must.True(missing.Length == 0, "the full list misses: " + string.Join(", ", missing));
+            string Last(AlignCase c, string flag, string dflt) =>
+                common.Concat(c.Flags).LastOrDefault(a => a.StartsWith(flag + "="))?[(flag.Length + 1)..] ?? dflt;
+            var opts = cases.Select(c => Last(c, "--optimizer", "adamw")).ToHashSet();
+            Must.True(opts.SetEquals(["sgd", "adam", "adamw"]), "optimizers: " + string.Join(",", opts));
+            Must.True(cases.Where(c => Last(c, "--optimizer", "adamw") == "sgd").All(c => double.Parse(Last(c, "--momentum", "0"), System.Globalization.CultureInfo.InvariantCulture) > 0),
+                "every SGD case has momentum");
+            var dps = cases.Select(c => c.Tags.FirstOrDefault(t => t.StartsWith("dp="))?[3..] ?? "8").ToHashSet();
+            Must.True(dps.IsSupersetOf(["1", "2", "8"]), "DP degrees: " + string.Join(",", dps));
+            Must.True(cases.Select(c => c.Model).ToHashSet().SetEquals(["gpt2", "llama3"]), "models");
+            var dup = cases.GroupBy(c => c.Name).FirstOrDefault(g => g.Count() > 1);
+            Must.True(dup is null, $"case {dup?.Key} defined twice");
+        }));
 
     [Tests]
     public static Test PlotLogs => Spec.List("alignment.plot-logs",

@@ -20,6 +20,13 @@ public static class StepLogTests
             var e = System.Text.Json.JsonDocument.Parse(j).RootElement;
             if (e.GetProperty("lr")[0].GetDouble() != 0.1 / 3 || e.GetProperty("lr")[1].GetDouble() != 1e-7) throw new Exception(j);
             if ((float)e.GetProperty("loss").GetDouble() != 1.2345678f) throw new Exception(j);
+            if (e.TryGetProperty("momentum", out _)) throw new Exception("momentum without one: " + j);
+        }),
+        Spec.Case("JSON lines carry each group's momentum / beta1 at full precision when the optimizer has one", () =>
+        {
+            var j = StepLog.FormatJson(new StepRecord(1, 2, 1f, new[] { 1e-3, 2e-3 }, 1, 2, 1, "", new[] { 0.95 / 3, 0.9 }));
+            var m = System.Text.Json.JsonDocument.Parse(j).RootElement.GetProperty("momentum");
+            if (m.GetArrayLength() != 2 || m[0].GetDouble() != 0.95 / 3 || m[1].GetDouble() != 0.9) throw new Exception(j);
         }),
         Spec.Case("the progress bar is erased before each log line, so lines stay whole", () =>
         {

@@ -5,7 +5,9 @@ namespace Trainer.Training;
 
 /// <summary>One optimizer step as logged.</summary>
 /// <param name="ParallelSuffix">The rest of InfiniTrain's layout tail after DP (", TP=4, SP=4, PP=1"); empty for pure DP.</param>
-public sealed record StepRecord(int Step, int TotalSteps, float Loss, double[] Lrs, double Millis, double TokensPerSecond, int DataParallel, string ParallelSuffix = "");
+/// <param name="Momenta">Each param group's momentum (SGD) or beta1 (Adam/AdamW) the step used, as CyclicLR/OneCycleLR cycle
+/// it; null when the optimizer has none. Logged in the JSON line only (the alignment check compares it with PyTorch's).</param>
+public sealed record StepRecord(int Step, int TotalSteps, float Loss, double[] Lrs, double Millis, double TokensPerSecond, int DataParallel, string ParallelSuffix = "", double[]? Momenta = null);
 
 /// <summary>
 /// The per-step log: InfiniTrain's line on stdout, optional JSON lines at full precision, and on a terminal
@@ -43,6 +45,7 @@ public sealed class StepLog : IDisposable
         sb.Append(",\"loss\":").Append(JsonNumber(r.Loss));
         if (!float.IsFinite(r.Loss)) sb.Append(",\"loss_nonfinite\":\"").Append(NonFiniteName(r.Loss)).Append('"');
         sb.Append(",\"lr\":[").Append(string.Join(",", r.Lrs.Select(l => JsonNumber(l)))).Append(']');
+        if (r.Momenta is { } m) sb.Append(",\"momentum\":[").Append(string.Join(",", m.Select(x => JsonNumber(x)))).Append(']');
         sb.Append(",\"ms\":").Append(JsonNumber(r.Millis, "F3"));
         sb.Append(",\"tok_per_s\":").Append(JsonNumber(r.TokensPerSecond, "F1"));
         sb.Append(",\"dp\":").Append(r.DataParallel).Append('}');

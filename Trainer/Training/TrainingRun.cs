@@ -169,6 +169,7 @@ public sealed class TrainingRun
             {
                 var sw = Stopwatch.StartNew();
                 double[] lrs = Enumerable.Range(0, groups.Count).Select(groups.GetLr).ToArray();
+                double[]? momenta = groups.HasMomentum ? Enumerable.Range(0, groups.Count).Select(groups.GetMomentum).ToArray() : null;
                 long gb = globalBatch;
                 float[] rankLoss = RunRanks(rankThreads, world, r => TrainStep(ranks[r], gb));
                 globalBatch += A;
@@ -178,7 +179,7 @@ public sealed class TrainingRun
                     // Every rank stopped before its optimizer step (the loss is agreed on), and the scheduler does not step:
                     // the gradients would make every parameter NaN, and a checkpoint of them would resume nothing.
                     sw.Stop();
-                    log.Step(new StepRecord(step + 1, _o.NumIterations, loss, lrs, sw.Elapsed.TotalMilliseconds, _o.TotalBatchSize / sw.Elapsed.TotalSeconds, layout.Dp, LayoutSuffix(layout)), _o.TotalBatchSize);
+                    log.Step(new StepRecord(step + 1, _o.NumIterations, loss, lrs, sw.Elapsed.TotalMilliseconds, _o.TotalBatchSize / sw.Elapsed.TotalSeconds, layout.Dp, LayoutSuffix(layout), momenta), _o.TotalBatchSize);
                     throw new TrainingStoppedException($"step {step + 1}: the training loss is {StepLog.NonFiniteName(loss)}; stopped before the optimizer step " +
                         "(no parameter updated, no checkpoint of this step). Lower --learning_rate or check the data; resume from a checkpoint saved before it");
                 }
@@ -190,7 +191,7 @@ public sealed class TrainingRun
                 RunRanks(rankThreads, world, r => LrConsensus.Check(ranks[r].Groups.World, ranks[r].Optimizer.ParamGroups, step + 1));
                 sw.Stop();
                 double ms = sw.Elapsed.TotalMilliseconds;
-                var rec = new StepRecord(step + 1, _o.NumIterations, loss, lrs, ms, _o.TotalBatchSize / (ms / 1000.0), layout.Dp, LayoutSuffix(layout));
+                var rec = new StepRecord(step + 1, _o.NumIterations, loss, lrs, ms, _o.TotalBatchSize / (ms / 1000.0), layout.Dp, LayoutSuffix(layout), momenta);
                 records.Add(rec);
                 log.Step(rec, _o.TotalBatchSize);
                 AfterStep?.Invoke(step + 1, ranks.Select(x => x.Model).ToArray());

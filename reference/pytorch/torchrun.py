@@ -8,8 +8,12 @@ starting any worker. This wrapper fixes Std.from_str and then runs torch.distrib
     /usr/bin/python3 reference/pytorch/torchrun.py --nproc_per_node=8 reference/pytorch/gpt2.py --flag=value ...
 
 Harmless on PyTorch 2.x (where plain torchrun works).
+Unless the command line names a rendezvous (--master_port, --rdzv_endpoint, --standalone), it also picks a free
+local port instead of torchrun's fixed 29500, so that several runs on one machine do not collide
+("Address already in use").
 """
 import re
+import socket
 import sys
 
 try:
@@ -29,5 +33,20 @@ except Exception:  # layout differs (newer torch): nothing to fix
 
 from torch.distributed.run import main  # noqa: E402
 
+
+def _free_port_args(argv):
+    """--master_addr/--master_port of a free local port, unless argv's launcher options already choose a rendezvous."""
+    launcher = []
+    for a in argv:
+        if not a.startswith("-"):
+            break  # the training script: what follows is its own flags
+        launcher.append(a.split("=", 1)[0].replace("-", "_").lstrip("_"))
+    if {"master_port", "rdzv_endpoint", "standalone"} & set(launcher):
+        return []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return ["--master_addr=127.0.0.1", f"--master_port={s.getsockname()[1]}"]
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(_free_port_args(sys.argv[1:]) + sys.argv[1:]))

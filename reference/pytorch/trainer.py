@@ -283,6 +283,7 @@ def main(kind, build_model, default_model):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         lrs = [float(g["lr"]) for g in opt.param_groups]  # the lr this step uses
+        moms = [momentum_of(g) for g in opt.param_groups]  # and its momentum (SGD) or beta1 (Adam/AdamW)
         opt.zero_grad(set_to_none=True)
         lossf = torch.zeros((), dtype=torch.float32, device=device)
         for micro in range(accum):
@@ -319,8 +320,8 @@ def main(kind, build_model, default_model):
         log(f"step {step + 1:4d}/{N} | train loss {loss_value:.6f} | lr {lrs[0]:.2e} | "
             f"({dt * 1e3:.2f} ms | {tps:.0f} tok/s, DP={world})")
         if jf:
-            jf.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lrs, "ms": round(dt * 1e3, 3),
-                                 "tok_per_s": round(tps, 1), "dp": world}) + "\n")
+            jf.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lrs, "momentum": moms,
+                                 "ms": round(dt * 1e3, 3), "tok_per_s": round(tps, 1), "dp": world}) + "\n")
             jf.flush()
     if jf:
         jf.close()
@@ -335,6 +336,11 @@ def main(kind, build_model, default_model):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def momentum_of(group):
+    """The momentum-like hyper-parameter CyclicLR/OneCycleLR cycle: SGD's momentum, or beta1 of Adam/AdamW."""
+    return float(group["betas"][0]) if "betas" in group else float(group.get("momentum", 0.0))
 
 
 def write_weights(model, path, flags):

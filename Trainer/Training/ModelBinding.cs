@@ -58,15 +58,23 @@ public sealed class ModelBinding
 
     /// <summary>
     /// Every rank's model: replicas when the layout does not split the model; otherwise one full float32 model is
-    /// built on the CPU (seeded or from the weight file) and each rank gets its tensor-parallel slice, cast and moved —
-    /// so a TP run starts from exactly the single-device parameters.
+    /// built on the CPU (seeded or from the weight file) and each rank gets its slice, cast and moved — its
+    /// tensor-parallel shard, or under pipeline parallelism its stage's chunks (of its TP shard) — so a TP/PP run
+    /// starts from exactly the single-device parameters.
     /// </summary>
     public RankModelFactory RankFactory => ranks =>
     {
-        if (ranks.All(r => r.Groups.Layout.Tp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)Build(r.Device, Dtype)).ToArray();
+        if (ranks.All(r => r.Groups.Layout.Tp == 1 && r.Groups.Layout.Pp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)Build(r.Device, Dtype)).ToArray();
         using var full = Build(CPU, ScalarType.Float32);
-        return ranks.Select(r => (nn.Module<Tensor, Tensor>)TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, r.Groups.Layout.Sp)).ToArray();
+        return ranks.Select(r => Slice(full, r)).ToArray();
     };
+
+    nn.Module<Tensor, Tensor> Slice(CausalLm full, RankPlacement r)
+    {
+        var l = r.Groups.Layout;
+        if (l.Pp == 1) return TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp);
+        return PipelineStageModel.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp, r.Groups.Coord.Pp, l.Pp, l.Vpp);
+    }
 
     /// <summary>
     /// Tokens of <paramref name="path"/>, or of the embedded default dataset (train or val split, in the model family's

@@ -62,7 +62,8 @@ public sealed class TrainingRun
 
     static RankModelFactory Replicas(ReplicaFactory factory) => ranks =>
     {
-        if (ranks.Any(r => r.Groups.Layout.Tp > 1)) throw new ArgumentException("this model has no tensor-parallel form; use --tensor_parallel=1");
+        if (ranks.Any(r => r.Groups.Layout.Tp > 1 || r.Groups.Layout.Pp > 1))
+            throw new ArgumentException("this model has no tensor- or pipeline-parallel form; use --tensor_parallel=1 --pipeline_parallel=1");
         return ranks.Select(r => factory(r.Device)).ToArray();
     };
 
@@ -116,6 +117,8 @@ public sealed class TrainingRun
         public required DataParallelOptimizer Optimizer;
         public required LossFunction Loss;
         public required Device Device;
+        /// <summary>Under pipeline parallelism: runs this stage's chunks (Model is its <see cref="PipelineStageModel"/>).</summary>
+        public PipelineRunner? Pipeline;
         public int DpIndex => Groups.Coord.Dp;
         public void Dispose() { Optimizer.Dispose(); Model.Dispose(); Groups.Dispose(); }
     }
@@ -124,8 +127,10 @@ public sealed class TrainingRun
     public List<StepRecord> Run(CheckpointInfo? resume = null)
     {
         var layout = _o.Layout;
-        if (layout.Pp > 1) throw new ArgumentException($"--pipeline_parallel={layout.Pp}: pipeline parallelism is not built yet");
         int W = layout.World, A = _o.GradAccumulationSteps;
+        // Under PP the step's micro-batches (the gradient-accumulation steps) run on the one schedule every stage follows.
+        _schedule = layout.Pp == 1 ? null : PipelineSchedule.Create(
+            _o.PipelineSchedule ?? PipelineSchedule.Default(layout.Pp, layout.Vpp, A), layout.Pp, layout.Vpp, A);
         resume ??= VerifyLoad();
         // The run's lineage: a fresh run draws an id, a resumed one carries the checkpoint's ("" for checkpoints without one).
         string runId = resume is null ? Guid.NewGuid().ToString("N") : resume.Meta.RunId ?? "";
@@ -155,6 +160,7 @@ public sealed class TrainingRun
             using var log = new StepLog(_out, _o.LogJson, progress, appendJson: resume is not null); // a resumed run continues its log
             log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={layout.Dp}, torch threads={threads})");
             if (W > 1) log.Info($"layout: {layout}");
+            if (_schedule is { } ps) log.Info($"pipeline: {PipelineSchedule.Name(ps.Kind)} schedule, {A} micro-batches over {ps.Chunks} chunks, at most {ps.MaxInFlight()} chunk activations in flight per stage");
             log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
             if (resume is not null)
             {
@@ -217,6 +223,7 @@ public sealed class TrainingRun
     }
 
     IReadOnlyList<ICommunicator>? _world;
+    PipelineSchedule? _schedule;
 
     /// <summary>
     /// Runs <paramref name="work"/> on every rank's thread. A rank that throws aborts the world, so ranks waiting in a
@@ -272,21 +279,34 @@ public sealed class TrainingRun
             ranks[r] = new Rank
             {
                 Groups = g, Model = model, Device = placements[r].Device,
-                Loss = model is CausalLm lm ? lm.Loss : _loss ?? throw new ArgumentException("a model that is not a CausalLm needs a loss function"),
+                Loss = model switch
+                {
+                    PipelineStageModel stage => stage.Loss,
+                    CausalLm lm => lm.Loss,
+                    _ => _loss ?? throw new ArgumentException("a model that is not a CausalLm needs a loss function"),
+                },
                 Optimizer = new DataParallelOptimizer(g.Dp, new[] { ps }, factory, layout.ZeroStage, NormScope(model, g)),
+                Pipeline = model is PipelineStageModel st ? new PipelineRunner(st, g.Pp) : null,
             };
         }
         return ranks;
     }
 
-    /// <summary>Under TP the global gradient norm adds the model-parallel group's shards; a parameter every TP rank
-    /// holds whole counts on TP rank 0 only (Megatron's param_is_not_tensor_parallel_duplicate).</summary>
+    /// <summary>Under TP/PP the global gradient norm adds the model-parallel group's (TP × PP) parts; a parameter every
+    /// TP rank holds whole counts on TP rank 0 only (Megatron's param_is_not_tensor_parallel_duplicate), and GPT-2's
+    /// tied head copy on the last stage not at all (the first stage's wte carries the summed gradient).</summary>
     static GradNormScope? NormScope(nn.Module<Tensor, Tensor> model, ProcessGroups g)
     {
-        if (model is not TensorParallelLm tp || g.Layout.Tp == 1) return null;
-        var replicated = tp.ReplicatedParameters().Select(p => p.Handle).ToHashSet();
+        var (replicatedList, tiedCopy) = model switch
+        {
+            PipelineStageModel stage => (stage.ReplicatedParameters(), stage.TiedHeadCopy),
+            TensorParallelLm tp when g.Layout.Tp > 1 => (tp.ReplicatedParameters(), null),
+            _ => ((IReadOnlyList<Tensor>?)null, (Tensor?)null),
+        };
+        if (replicatedList is null) return null;
+        var replicated = replicatedList.Select(p => p.Handle).ToHashSet();
         bool first = g.Tp.Rank == 0;
-        return new GradNormScope(g.ModelParallel, p => first || !replicated.Contains(p.Handle));
+        return new GradNormScope(g.ModelParallel, p => p.Handle != tiedCopy?.Handle && (first || !replicated.Contains(p.Handle)));
     }
 
     /// <summary>
@@ -296,8 +316,33 @@ public sealed class TrainingRun
     /// </summary>
     float TrainStep(Rank rank, long globalBatch)
     {
-        int A = _o.GradAccumulationSteps;
         rank.Optimizer.ZeroGrad();
+        float lossSum = rank.Pipeline is { } pipeline
+            ? pipeline.ForwardBackward(_schedule!, micro => BatchTensors(_data, globalBatch + micro, rank))
+            : ForwardBackward(rank, globalBatch);
+        float stepLoss = AgreedMean(rank.Groups, lossSum);
+        if (!float.IsFinite(stepLoss)) return stepLoss;   // every rank sees the same bits: all stop here (see Run)
+
+        // Finalize gradients: under SP a TP-replicated parameter saw only this rank's positions (Megatron's
+        // finalize_model_grads); GPT-2's tied embedding sums its first- and last-stage gradients; then the DP
+        // reduction (all-reduce, or reduce-scatter into the ZeRO shard).
+        if (rank.Model is TensorParallelLm tp) tp.AllReduceSequenceParallelGrads();
+        if (rank.Model is PipelineStageModel stage)
+        {
+            stage.AllReduceSequenceParallelGrads();
+            stage.AllReduceTiedEmbeddingGrads(rank.Groups.Pp);
+        }
+        rank.Optimizer.ReduceGradients();
+        if (_o.GradClip > 0) rank.Optimizer.ClipGradNorm(_o.GradClip);
+        rank.Optimizer.Step();
+        return stepLoss;
+    }
+
+    /// <summary>Forward/backward over the step's micro-batches without a pipeline (gradient accumulation); returns
+    /// the sum of the micro-batch losses, each divided by their number.</summary>
+    float ForwardBackward(Rank rank, long globalBatch)
+    {
+        int A = _o.GradAccumulationSteps;
         float lossSum = 0f;
         for (int micro = 0; micro < A; micro++)
         {
@@ -307,16 +352,7 @@ public sealed class TrainingRun
             lossSum += loss.to(ScalarType.Float32).cpu().item<float>();
             loss.backward();
         }
-        float stepLoss = AgreedMean(rank.Groups, lossSum);
-        if (!float.IsFinite(stepLoss)) return stepLoss;   // every rank sees the same bits: all stop here (see Run)
-
-        // Finalize gradients: under SP a TP-replicated parameter saw only this rank's positions (Megatron's
-        // finalize_model_grads); then the DP reduction (all-reduce, or reduce-scatter into the ZeRO shard).
-        if (rank.Model is TensorParallelLm tp) tp.AllReduceSequenceParallelGrads();
-        rank.Optimizer.ReduceGradients();
-        if (_o.GradClip > 0) rank.Optimizer.ClipGradNorm(_o.GradClip);
-        rank.Optimizer.Step();
-        return stepLoss;
+        return lossSum;
     }
 
     (Tensor X, Tensor Y) BatchTensors(DistributedBatches data, long globalBatch, Rank rank)
@@ -326,12 +362,13 @@ public sealed class TrainingRun
         return (torch.tensor(xs, shape, ScalarType.Int64).to(rank.Device), torch.tensor(ys, shape, ScalarType.Int64).to(rank.Device));
     }
 
-    /// <summary>The mean of <paramref name="local"/> over DP (float32, rank order), then world rank 0's value on every rank.</summary>
+    /// <summary>The mean of <paramref name="local"/> over DP (float32, rank order), then the value of the last pipeline
+    /// stage's first rank (world rank 0 without PP: the loss is computed on the last stage) on every rank.</summary>
     static float AgreedMean(ProcessGroups g, float local)
     {
         using var t = torch.tensor(new[] { local });
         g.Dp.AllReduce(t, ReduceOp.Avg);
-        g.World.Broadcast(t, 0);
+        g.World.Broadcast(t, g.Layout.RankOf(0, 0, g.Layout.Pp - 1));
         return t.item<float>();
     }
 
@@ -346,7 +383,8 @@ public sealed class TrainingRun
             var rank = ranks[r];
             rank.Model.eval();
             float sum = 0f;
-            using (torch.no_grad())
+            if (rank.Pipeline is { } pipeline) sum = pipeline.ForwardOnly(n, b => BatchTensors(_val, b, rank));
+            else using (torch.no_grad())
             {
                 for (int b = 0; b < n; b++)
                 {

@@ -198,7 +198,7 @@ public static class PipelineTests
     internal static readonly ModelConfig Gpt2Pp = ModelConfig.Gpt2("gpt2-pp-test", 5, 2, 16, blockSize: 16, vocabSize: 60, paddedVocabSize: 64);
     internal static readonly ModelConfig Llama3Pp = ModelConfig.Llama3("llama3-pp-test", 5, 4, 2, 16, 16, 64, 1.5f, 8);
 
-    static Tensor Tokens(int n, long seed) => randint(0, 60, new long[] { n, 8 }, generator: torch.manual_seed(seed)).to(ScalarType.Int64);
+    static Tensor Tokens(int n, long seed, int vocab) => randint(0, vocab, new long[] { n, 8 }, generator: torch.manual_seed(seed)).to(ScalarType.Int64);
 
     static void Close(Tensor got, Tensor want, string what, double rtol = 1e-5, double atol = 4e-5)
     {
@@ -211,12 +211,12 @@ public static class PipelineTests
     static Test Stages() => Spec.List("stage", new[] { Gpt2Pp, Llama3Pp }.SelectMany(cfg => new[] { (cfg, 2, 1), (cfg, 2, 2) }).Select(c =>
     {
         var (cfg, pp, vpp) = c;
-        return Spec.Case($"{cfg.Kind} PP={pp} VPP={vpp} (5 layers): every stage's gradients equal the unsplit model's (rtol 1e-5, atol 4e-5){(cfg.TiedEmbeddings ? "; both tied wte copies get the full wte gradient" : "")}", () =>
+        return Spec.Case($"{cfg.Kind} PP={pp} VPP={vpp} ({cfg.Name}, {cfg.NLayer} layers): every stage's gradients equal the unsplit model's (rtol 1e-5, atol 4e-5){(cfg.TiedEmbeddings ? "; both tied wte copies get the full wte gradient" : "")}", () =>
         {
             const int M = 4;
             torch.set_num_threads(1);
             using var full = ModelFactory.Create(cfg, 11, CPU, ScalarType.Float32);
-            var batches = Enumerable.Range(0, M).Select(m => (X: Tokens(2, 100 + m), Y: Tokens(2, 200 + m))).ToArray();
+            var batches = Enumerable.Range(0, M).Select(m => (X: Tokens(2, 100 + m, cfg.VocabSize), Y: Tokens(2, 200 + m, cfg.VocabSize))).ToArray();
             float fullLoss = 0f;
             foreach (var (x, y) in batches)
             {
@@ -249,7 +249,7 @@ public static class PipelineTests
             if (missing.Count > 0) throw new Exception($"no stage holds {string.Join(", ", missing)}");
             if (cfg.TiedEmbeddings != seen.Contains(TensorParallelGpt2.TiedHeadName)) throw new Exception("tied head copy presence");
             var counts = results.SelectMany(r => r.layers).OrderBy(p => p.Start).Select(p => p.Count).ToArray();
-            var expected = Enumerable.Range(0, pp * vpp).Select(g => PipelineChunks.Layers(5, pp * vpp, g).Count).ToArray();
+            var expected = Enumerable.Range(0, pp * vpp).Select(g => PipelineChunks.Layers(cfg.NLayer, pp * vpp, g).Count).ToArray();
             if (!counts.SequenceEqual(expected)) throw new Exception($"chunk layers {string.Join(",", counts)}, expected {string.Join(",", expected)}");
         });
     }));

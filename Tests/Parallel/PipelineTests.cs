@@ -342,5 +342,36 @@ public static class PipelineTests
             }
             finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
         }),
+        CrossLayout("a 3-D checkpoint (TP=2 + SP x PP=2 x VPP=2 x DP=2, ZeRO-1) resumes on one device", Gpt2Pp,
+            o => o with { World = 8, TensorParallel = 2, SequenceParallel = true, PipelineParallel = 2, VirtualPipelineParallel = 2, ZeroStage = 1 },
+            o => o with { World = 1 }),
+        CrossLayout("a DP=4 ZeRO-2 checkpoint resumes under TP=2 x PP=2 (ZeRO-0)", Llama3Pp,
+            o => o with { World = 4, ZeroStage = 2 },
+            o => o with { World = 4, TensorParallel = 2, PipelineParallel = 2 }),
+        CrossLayout("a PP=2 x DP=2 ZeRO-1 bfloat16 checkpoint resumes under PP=4 (fp32 main parameters carried)", Gpt2Pp,
+            o => o with { World = 4, PipelineParallel = 2, ZeroStage = 1, BFloat16 = true },
+            o => o with { World = 4, PipelineParallel = 4, BFloat16 = true }, tol: 1e-2),
     };
+
+    /// <summary>Saves at step 2 of 4 under one layout, resumes under another: steps 3-4 track the uninterrupted
+    /// run (loss within <paramref name="tol"/>, LR bit-identical), which a fresh optimizer state would not.</summary>
+    static Test CrossLayout(string name, ModelConfig cfg, Func<TrainOptions, TrainOptions> saveLayout, Func<TrainOptions, TrainOptions> resumeLayout, double tol = 1e-5) =>
+        Spec.Case(name + $" ({cfg.Kind}): steps 3-4 within {tol:0e0} of the uninterrupted run, LR bit-identical", () =>
+        {
+            string dir = Path.Combine(Path.GetTempPath(), "pp-xlayout-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                var o = Options(cfg, 1, 2, 8, steps: 4) with { LearningRate = 3e-2 };
+                var whole = Train(cfg, saveLayout(o) with { SaveDir = dir, SaveInterval = 2, KeepLast = 0 });
+                var resumed = Train(cfg, resumeLayout(o) with { LoadDir = Path.Combine(dir, "checkpoint_step_000002") });
+                if (resumed.Count != 2 || resumed[0].Step != 3) throw new Exception($"resumed run ran steps {string.Join(",", resumed.Select(r => r.Step))}");
+                for (int i = 0; i < 2; i++)
+                {
+                    double d = Math.Abs(resumed[i].Loss - whole[i + 2].Loss);
+                    if (!(d <= tol) || !resumed[i].Lrs.SequenceEqual(whole[i + 2].Lrs))
+                        throw new Exception($"step {i + 3}: resumed loss {resumed[i].Loss:R} / LR {resumed[i].Lrs[0]:R} vs {whole[i + 2].Loss:R} / {whole[i + 2].Lrs[0]:R} (diff {d:E2})");
+                }
+            }
+            finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+        });
 }

@@ -97,8 +97,10 @@ public sealed class TrainingRun
         foreach (var n in c.Notes) yield return n;
         if (c.Meta.BatchSize is int b && b != _o.BatchSize)
             yield return $"resume: --batch_size changed {b} -> {_o.BatchSize} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
-        if (c.Meta.DataParallel != _o.DataParallel)
-            // Reached only for replicated layouts (others must match, CheckpointLayout), where ranks = DP.
+        if (CheckpointLayout.Moves(SavedLayout(c), CheckpointLayout.Of(_o.Layout)))
+            yield return $"resume: layout changed {SavedLayout(c)} -> {CheckpointLayout.Of(_o.Layout)} (model and optimizer state consolidated to the single-device layout and cut again; losses may differ in the last bits)";
+        else if (c.Meta.DataParallel != _o.DataParallel)
+            // Replicated layouts (whole replicas, replicated optimizer) load as they are: ranks = DP.
             yield return $"resume: --nthread_per_process changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.Device is { } dev && dev != _o.Device)
             yield return $"resume: --device changed {dev} -> {_o.Device} (same computation on other hardware; losses may differ in the last bits)";
@@ -453,16 +455,9 @@ public sealed class TrainingRun
     (int Step, long GlobalBatch) Restore(CheckpointInfo c, Rank[] ranks, IParamGroups groups, ILRScheduler? scheduler)
     {
         var layout = _o.Layout;
-        for (int r = 0; r < ranks.Length; r++)
-        {
-            string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
-            string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
-            foreach (var f in new[] { model, opt })
-                if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
-            var rank = ranks[r];
-            LoadFile(c, model, () => rank.Model.load(model));
-            LoadFile(c, opt, () => rank.Optimizer.LoadState(opt));
-        }
+        var saved = SavedLayout(c);
+        if (CheckpointLayout.Moves(saved, CheckpointLayout.Of(layout))) LoadFromOtherLayout(c, saved, ranks);
+        else LoadRankFiles(c, layout, ranks);
         if (scheduler is not null)
         {
             // LoadStateDict replays the schedule to the saved step and writes LR (and cycled momentum) into every rank's groups.
@@ -484,6 +479,48 @@ public sealed class TrainingRun
         if (c.Meta.Step >= _o.NumIterations)
             throw new ArgumentException($"checkpoint {c.Directory} is at step {c.Meta.Step}, not before the last step {_o.NumIterations}; nothing to do");
         return (c.Meta.Step, c.Meta.ConsumedSamples / perGlobal);
+    }
+
+    static CheckpointLayout SavedLayout(CheckpointInfo c) => c.Meta.Layout ?? new CheckpointLayout { Dp = c.Meta.DataParallel };
+
+    /// <summary>Every rank's model part and optimizer state from the files its layout's ranks wrote.</summary>
+    static void LoadRankFiles(CheckpointInfo c, ParallelLayout layout, Rank[] ranks)
+    {
+        for (int r = 0; r < ranks.Length; r++)
+        {
+            string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
+            string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
+            foreach (var f in new[] { model, opt })
+                if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
+            var rank = ranks[r];
+            LoadFile(c, model, () => rank.Model.load(model));
+            LoadFile(c, opt, () => rank.Optimizer.LoadState(opt));
+        }
+    }
+
+    /// <summary>
+    /// A checkpoint of another layout: its ranks are rebuilt here (threads of this process, as the run that wrote it),
+    /// loaded from their files, consolidated into the single-device state and cut again for this run's ranks
+    /// (<see cref="LayoutConversion"/>).
+    /// </summary>
+    void LoadFromOtherLayout(CheckpointInfo c, CheckpointLayout saved, Rank[] ranks)
+    {
+        var from = new ParallelLayout(saved.Tp * saved.Dp * saved.Pp, saved.Tp, saved.Pp, saved.Vpp, saved.Sp, saved.ZeroStage);
+        using var threads = new RankThreads(from.World);
+        var world = ThreadCommunicator.CreateWorld(from.World);
+        var source = BuildRanks(threads, world, from);
+        try
+        {
+            LoadRankFiles(c, from, source);
+            static LayoutConversion.RankState State(Rank r) => new(r.Model, r.Optimizer);
+            using var full = LayoutConversion.Consolidate(from, source.Select(State).ToArray());
+            LayoutConversion.Apply(full, _o.Layout, ranks.Select(State).ToArray());
+        }
+        finally
+        {
+            foreach (var r in source) r.Dispose();
+            foreach (var w in world) w.Dispose();
+        }
     }
 
     /// <summary>A file that passed its checksum but does not load (a hand-edited, re-hashed checkpoint) is named.</summary>

@@ -47,7 +47,7 @@ public static class TrainCommand
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval. Refused if it holds\nanother run's checkpoints (continue that run with --load DIR --save DIR).", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
         f.Int("keep_last", 3, "Keep only the newest N checkpoints of this run; 0 = keep all.", ck, "max_checkpoint_keep");
-        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it.", ck);
+        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it;\nthe parallel layout may differ (model and optimizer state are consolidated and cut again).", ck);
         f.String("log_json", "", "Write every step as a JSON line (loss, every param group's LR at full precision, ms, tok/s);\na non-finite loss is null (it also stops the run).", lg);
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);

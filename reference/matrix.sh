@@ -23,7 +23,8 @@ shift $((OPTIND - 1))
 CS="${CS_TRAINER:-dotnet $HERE/../Trainer/bin/Release/net10.0/Trainer.dll}"
 PY=/usr/bin/python3
 
-declare -A MODEL=([gpt2]=gpt2-tiny [llama3]=llama3-tiny-tp)
+# 4 layers: enough for PP 4 or PP 2 x VPP 2 chunks; TP 2/4 splits them (heads, vocabulary).
+declare -A MODEL=([gpt2]=gpt2-tiny-pp [llama3]=llama3-tiny-pp)
 declare -A SCHED=(
   [warmup-cosine]='--lr_scheduler=cosine --warmup_steps=3 --min_lr=1e-4'
   [chained]='--lr_schedule={"type":"ChainedScheduler","schedulers":[{"type":"StepLR","step_size":3,"gamma":0.5},{"type":"LinearLR","start_factor":0.1,"end_factor":1.0,"total_iters":8}]}'
@@ -78,7 +79,7 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
   fi
   for i in "${SEL[@]}"; do
     read -ra F <<< "${FLAGS[$i]}"
-    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/; s/--lora_rank=/LoRA-r/' <<< "${FLAGS[$i]}")
+    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/; s/--lora_rank=/LoRA-r/; s/--pipeline_parallel=/PP=/; s/--virtual_pipeline_parallel=/VPP=/' <<< "${FLAGS[$i]}")
     ok=1; dl="-"; lr="-"; tw="-"; mp="-"; tps="-"; opt="-"
     # A row with --lora_* flags is compared with the single-device run with the same LoRA flags (issue 10).
     lf=(); for f in "${F[@]}"; do [[ "$f" == --lora_* ]] && lf+=("$f"); done

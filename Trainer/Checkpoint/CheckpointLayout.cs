@@ -23,9 +23,14 @@ public sealed record CheckpointLayout
 
     public override string ToString() => $"TP={Tp} DP={Dp} PP={Pp}" + (Vpp > 1 ? $" VPP={Vpp}" : "") + (Sp ? " SP" : "") + $" ZeRO-{ZeroStage}";
 
-    /// <summary>Null when a run with layout <paramref name="now"/> can resume a checkpoint of <paramref name="saved"/>
-    /// (the same layout, or replicated layouts of any DP); otherwise why not.</summary>
+    /// <summary>Null when a run with layout <paramref name="now"/> can resume a checkpoint of <paramref name="saved"/>;
+    /// otherwise why not. Every layout of the same model can: the same layout and replicated layouts of any DP load
+    /// their files as they are; any other pair moves the state through the single-device layout (<see cref="Moves"/>).</summary>
     public static string? Mismatch(CheckpointLayout saved, CheckpointLayout now) =>
-        saved == now || (saved.Replicated && now.Replicated) ? null
-        : $"it was written under layout {saved}, this run is {now}; resume under the same --tensor_parallel, --sequence_parallel, --pipeline_parallel, --zero_stage and data-parallel size (a checkpoint moves between layouts only when the model is not split and the optimizer not sharded)";
+        saved.Tp < 1 || saved.Dp < 1 || saved.Pp < 1 || saved.Vpp < 1 || saved.ZeroStage is < 0 or > 2
+            ? $"it records an impossible layout {saved}" : null;
+
+    /// <summary>True when resuming <paramref name="saved"/> under <paramref name="now"/> consolidates the state to the
+    /// single-device layout and cuts it again (the layouts split the model or shard the optimizer differently).</summary>
+    public static bool Moves(CheckpointLayout saved, CheckpointLayout now) => saved != now && !(saved.Replicated && now.Replicated);
 }

@@ -39,15 +39,16 @@ public static class TrainCommand
         f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).\nUnder mpirun: 1 (one rank per process; the world is the number of processes, README).", par, "dp");
         f.Int("tensor_parallel", 1, "Tensor-parallel ranks: every layer split over TP ranks (column/row-parallel linears, vocab-parallel\nembedding and loss); each shard is a slice of the single-device model.", par);
         f.Bool("sequence_parallel", false, "Sequence parallelism on top of TP: norms and residuals on T/TP positions per rank (needs T % TP == 0).", par);
-        f.Int("pipeline_parallel", 1, "Pipeline stages (validated; pipeline parallelism is not built yet, so only 1 runs).", par);
+        f.Int("pipeline_parallel", 1, "Pipeline stages: the layers split into PP x VPP chunks, chunk g on stage g mod PP; the micro-batches\nare the gradient-accumulation steps, so a pipeline run consumes the same samples as a single-device run.", par);
         f.Int("virtual_pipeline_parallel", 1, "Model chunks per pipeline stage (interleaved; needs --pipeline_parallel > 1).", par);
+        f.String("pipeline_schedule", "", "Pipeline schedule: gpipe|1f1b|interleaved-1f1b; empty = the one holding the fewest activations\n(1f1b, or interleaved-1f1b with virtual stages when the micro-batches divide by PP, else gpipe).", par);
         f.Int("zero_stage", 0, "0: replicated optimizer; 1: optimizer state sharded over DP (ZeRO-1); 2: gradients too (ZeRO-2).", par);
         f.Int("num_threads", 0, "Torch intra-op threads per process; 0 = auto: (CPU cores - 1) / ranks, at least 1; at most 4 x CPU cores.", par);
         f.Int("seed", 42, "Seed for the model initialisation (every rank gets the same parameters).", par);
         f.String("save", "", "Directory for checkpoints (DIR/checkpoint_step_NNNNNN/); needs --save_interval. Refused if it holds\nanother run's checkpoints (continue that run with --load DIR --save DIR).", ck);
         f.Int("save_interval", 0, "Save every N steps and at the last step; 0 = never.", ck);
         f.Int("keep_last", 3, "Keep only the newest N checkpoints of this run; 0 = keep all.", ck, "max_checkpoint_keep");
-        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it.", ck);
+        f.String("load", "", "Resume from this checkpoint directory (or the newest checkpoint_step_* in it). Settings that change\nthe run (seed, model, optimizer, schedule, learning rate, total batch, grad clip, data) must match it;\nthe parallel layout may differ (model and optimizer state are consolidated and cut again).", ck);
         const string lo = "LoRA (InfiniTrain's flags)";
         f.Int("lora_rank", 0, "LoRA rank r; 0 = off (full fine-tuning). With r > 0 the base weights are frozen and the optimizer (and\nits schedule) hold only the adapters: y = W x + (alpha / r) B A x, A kaiming-uniform (seeded), B zero.", lo);
         f.Double("lora_alpha", LoraConfig.DefaultAlpha, "LoRA scaling alpha (the update is scaled by alpha / rank).", lo);
@@ -68,6 +69,19 @@ public static class TrainCommand
     {
         /// <summary>Validation on the embedded dataset's val split (no --input_bin, no --input_val_bin, --val_loss_every &gt; 0).</summary>
         public bool EmbeddedVal => InputBin is null && InputValBin is null && ValLossEvery > 0;
+    }
+
+    /// <summary>--pipeline_schedule: null (the default) or a schedule that can run this pipeline over
+    /// <paramref name="microBatches"/> micro-batches (the gradient-accumulation steps).</summary>
+    static Trainer.Parallel.PipelineScheduleKind? PipelineScheduleFlag(string name, Trainer.Parallel.ParallelFlags parallel, int microBatches)
+    {
+        if (name.Length == 0) return null;
+        var kind = Trainer.Parallel.PipelineSchedule.Parse(name)
+            ?? throw new UsageException($"--pipeline_schedule: '{name}' is not gpipe, 1f1b or interleaved-1f1b");
+        if (parallel.PipelineParallel > 1
+            && Trainer.Parallel.PipelineSchedule.Unsupported(kind, parallel.PipelineParallel, parallel.VirtualPipelineParallel, microBatches) is { } why)
+            throw new UsageException($"--pipeline_schedule={name}: {why}");
+        return kind;
     }
 
     /// <summary>Flags → plan. Throws <see cref="UsageException"/> (exit 2) or <see cref="RuntimeFailure"/> (exit 1). Writes nothing.</summary>
@@ -157,10 +171,11 @@ public static class TrainCommand
         // The layout against the model's numbers and the batch (every problem named), before anything is built.
         if (Trainer.Parallel.ParallelLayout.Validate(dp, parallel, Trainer.Parallel.ModelDims.Of(model.Config), new Trainer.Parallel.BatchDims(B, T, total)) is { Count: > 0 } problems)
             throw new UsageException(string.Join("; ", problems));
-        if (parallel.PipelineParallel > 1)
-            throw new UsageException($"--pipeline_parallel={parallel.PipelineParallel}: pipeline parallelism is not built yet; use --pipeline_parallel=1");
+        var pipelineSchedule = PipelineScheduleFlag(v.GetString("pipeline_schedule"), parallel, total / (B * T * (dp / (parallel.TensorParallel * parallel.PipelineParallel))));
 
         var lora = ReadLora(v, model.Config, dp);
+        if (lora is not null && parallel.PipelineParallel > 1)
+            throw new UsageException($"--lora_rank={lora.Rank} with --pipeline_parallel={parallel.PipelineParallel}: LoRA under pipeline parallelism is not built yet; use --pipeline_parallel=1");
         if (lora is not null) model = new ModelBinding
         {
             Config = model.Config, Name = model.Name, WeightFile = model.WeightFile, Seed = model.Seed, BFloat16 = model.BFloat16,
@@ -173,7 +188,7 @@ public static class TrainCommand
         {
             BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, World = dp, Processes = processes,
             TensorParallel = parallel.TensorParallel, SequenceParallel = parallel.SequenceParallel, PipelineParallel = parallel.PipelineParallel,
-            VirtualPipelineParallel = parallel.VirtualPipelineParallel, ZeroStage = parallel.ZeroStage,
+            VirtualPipelineParallel = parallel.VirtualPipelineParallel, PipelineSchedule = pipelineSchedule, ZeroStage = parallel.ZeroStage,
             Device = device, BFloat16 = dtype == "bfloat16", Seed = v.GetInt("seed"),
             Optimizer = optName switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => OptimizerKind.AdamW },
             LearningRate = lr, WeightDecay = weightDecay, Beta1 = beta1,

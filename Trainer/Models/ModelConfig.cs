@@ -121,6 +121,10 @@ public static class ModelCatalog
         // For tensor parallelism on the CPU: 8 query / 4 KV heads and a vocabulary of 50264 (GPT-2's 50257 rounded up
         // to a multiple of 8; the 7 extra ids never occur) split over TP 2 and 4 (heads) and up to 8 (vocabulary).
         (new[] { "llama3-tiny-tp" }, ModelConfig.Llama3("llama3-tiny-tp", 2, 8, 4, 64, 64, 50264, 1.5f, 32)),
+        // For pipeline parallelism (and 3-D layouts) on the CPU: the tiny models with 4 layers, enough for PP 4 or
+        // PP 2 x VPP 2 chunks; TP 2/4 splits them like gpt2-tiny / llama3-tiny-tp.
+        (new[] { "gpt2-tiny-pp" }, ModelConfig.Gpt2("gpt2-tiny-pp", 4, 4, 64, blockSize: 64)),
+        (new[] { "llama3-tiny-pp" }, ModelConfig.Llama3("llama3-tiny-pp", 4, 8, 4, 64, 64, 50264, 1.5f, 32)),
     };
 
     /// <summary>Every accepted name (aliases included), in catalog order.</summary>

@@ -341,6 +341,99 @@ public sealed class DataParallelOptimizer : IDisposable
         foreach (var t in MainTensors()) t.Load(r);
     }
 
+    // ---- moving optimizer state between layouts ------------------------------------------------------------------
+
+    /// <summary>This rank's range of the (padded) flat parameter buffer that <see cref="ExportFlatState"/> covers:
+    /// all of it under ZeRO-0, this rank's shard under ZeRO-1/2.</summary>
+    public (long Start, long Length) FlatRange => ZeroStage == 0 ? (0, _layout.Padded) : (_layout.Shard(_dp.Rank).Start, _layout.ShardSize);
+
+    /// <summary>
+    /// This rank's optimizer state in the flat parameter order (<see cref="Layout"/>), over <see cref="FlatRange"/>:
+    /// one float tensor per elementwise state field of the inner optimizer (AdamW's exp_avg, exp_avg_sq; SGD's
+    /// momentum_buffer), "main" for the float32 main parameters of a 16-bit model, and the non-tensor fields (the
+    /// step count), which every parameter shares. With the parameter names and shard specs this is what a checkpoint
+    /// needs to move to another layout (<see cref="ImportFlatState"/>).
+    /// </summary>
+    public (Dictionary<string, Tensor> Fields, Dictionary<string, object> Scalars) ExportFlatState()
+    {
+        using var noGrad = torch.no_grad();
+        var (start, length) = FlatRange;
+        var fields = new Dictionary<string, Tensor>();
+        var scalars = new Dictionary<string, object>();
+        var states = _inner.state_dict().State;
+        foreach (var (state, flatStart, numel) in StateSlots(states))
+        {
+            foreach (var (name, t) in TensorFields(state, numel))
+            {
+                if (!fields.TryGetValue(name, out var flat)) fields[name] = flat = torch.zeros(length, _mainType, _device);
+                flat.narrow(0, flatStart - start, numel).copy_(t.reshape(-1));
+            }
+            if (numel > 0 || scalars.Count == 0)
+                foreach (var f in ScalarFields(state)) scalars[f.Name] = f.GetValue(state)!;
+        }
+        if (_separateMain)
+        {
+            var main = torch.zeros(length, _mainType, _device);
+            if (ZeroStage == 0) for (int i = 0; i < _params.Length; i++) FlatSlot(main, i).copy_(_mainParams![i].reshape(-1));
+            else main.copy_(_paramShard!);
+            fields["main"] = main;
+        }
+        return (fields, scalars);
+    }
+
+    /// <summary>The inverse of <see cref="ExportFlatState"/> for this rank's <see cref="FlatRange"/>; the model's
+    /// parameters must already hold their new values (they are the main parameters of a float32 model).</summary>
+    public void ImportFlatState(IReadOnlyDictionary<string, Tensor> fields, IReadOnlyDictionary<string, object> scalars)
+    {
+        using var noGrad = torch.no_grad();
+        var (start, _) = FlatRange;
+        foreach (var (state, flatStart, numel) in StateSlots(_inner.state_dict().State))
+        {
+            foreach (var (name, t) in TensorFields(state, numel))
+            {
+                if (!fields.TryGetValue(name, out var flat)) throw new InvalidDataException($"optimizer state field '{name}' is missing");
+                t.copy_(flat.narrow(0, flatStart - start, numel).view(t.shape));
+            }
+            foreach (var f in ScalarFields(state))
+                if (scalars.TryGetValue(f.Name, out var v)) f.SetValue(state, v);
+        }
+        if (_separateMain)
+        {
+            var main = fields["main"];
+            if (ZeroStage == 0) for (int i = 0; i < _params.Length; i++) _mainParams![i].copy_(FlatSlot(main, i).view(_params[i].shape));
+            else _paramShard!.copy_(main);
+        }
+        else if (ZeroStage > 0) CopyOwnedSliceFromModel();
+    }
+
+    /// <summary>Each inner state object with where its parameter sits in the flat buffer: ZeRO-0 one per model
+    /// parameter, ZeRO-1/2 one per param group's piece of this rank's shard.</summary>
+    IEnumerable<(object State, long FlatStart, long Numel)> StateSlots<TState>(IList<TState> states) where TState : class
+    {
+        if (ZeroStage == 0)
+            for (int i = 0; i < states.Count; i++) yield return (states[i], _layout.Offsets[i], _layout.Sizes[i]);
+        else
+        {
+            long shardStart = _layout.Shard(_dp.Rank).Start;
+            for (int g = 0; g < states.Count; g++)
+            {
+                var (off, len) = _layout.GroupInShard(g, _dp.Rank);
+                yield return (states[g], shardStart + off, len);
+            }
+        }
+    }
+
+    static IEnumerable<(string Name, Tensor Tensor)> TensorFields(object state, long numel) =>
+        state.GetType().GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance)
+            .Where(f => typeof(Tensor).IsAssignableFrom(f.FieldType))
+            .Select(f => (f.Name, Value: f.GetValue(state) as Tensor))
+            .Where(x => x.Value is not null and not Parameter && !x.Value.IsInvalid && x.Value.numel() == numel && x.Value.dim() > 0)
+            .Select(x => (x.Name, x.Value!));
+
+    static IEnumerable<FieldInfo> ScalarFields(object state) =>
+        state.GetType().GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance)
+            .Where(f => f.FieldType.IsPrimitive);
+
     /// <summary>The float32 main parameters of a 16-bit model (none otherwise: the model holds them).</summary>
     IEnumerable<Tensor> MainTensors() =>
         !_separateMain ? Array.Empty<Tensor>() : ZeroStage == 0 ? _mainParams! : new[] { _paramShard! };

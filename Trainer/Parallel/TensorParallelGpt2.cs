@@ -14,24 +14,29 @@ namespace Trainer.Parallel;
 /// </summary>
 public sealed class TensorParallelGpt2 : TensorParallelLm
 {
-    readonly VocabParallelEmbedding wte;
-    readonly Parameter wpe;
+    // wte: the embedding on the first part; on the last part of a pipeline (without the embeddings) the tied head's copy.
+    readonly VocabParallelEmbedding? wte;
+    readonly Parameter? wpe;
     readonly ModuleList<TpGpt2Block> h;
-    readonly LayerNorm ln_f;
+    readonly LayerNorm? ln_f;
 
-    internal TensorParallelGpt2(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, ICommunicator tp, bool sequenceParallel)
-        : base("GPT2TP", cfg, tp, sequenceParallel)
+    internal TensorParallelGpt2(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, ICommunicator tp, bool sequenceParallel, ModelPart? part = null)
+        : base("GPT2TP", cfg, tp, sequenceParallel, part)
     {
         if (cfg.Kind != ModelKind.GPT2) throw new ArgumentException($"'{cfg.Name}' is not a GPT-2 config");
         using (no_grad())
         {
-            wte = VocabParallelEmbedding.FromFull(full["wte"], tp, sequenceParallel);
-            wpe = new Parameter(full["wpe"].detach().clone());
-            h = new ModuleList<TpGpt2Block>(Enumerable.Range(0, cfg.NLayer).Select(i => new TpGpt2Block(cfg, full, $"h.{i}.", tp, sequenceParallel)).ToArray());
-            ln_f = ReplicatedLayerNorm(cfg, full, "ln_f.");
+            if (Part.Embedding || Part.Head) wte = VocabParallelEmbedding.FromFull(full["wte"], tp, sequenceParallel);
+            if (Part.Embedding) wpe = new Parameter(full["wpe"].detach().clone());
+            h = new ModuleList<TpGpt2Block>(Enumerable.Range(Part.Start, Part.Count).Select(i => new TpGpt2Block(cfg, full, $"h.{i}.", tp, sequenceParallel)).ToArray());
+            if (Part.Head) ln_f = ReplicatedLayerNorm(cfg, full, "ln_f.");
         }
         RegisterComponents();
     }
+
+    public override Tensor? TiedHeadCopy => Part.Head && !Part.Embedding ? wte!.weight : null;
+
+    public override Tensor? TiedEmbedding => Part.Embedding == Part.Head ? null : wte!.weight;
 
     internal static LayerNorm ReplicatedLayerNorm(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, string prefix)
     {
@@ -41,25 +46,30 @@ public sealed class TensorParallelGpt2 : TensorParallelLm
         return ln;
     }
 
-    public override Tensor forward(Tensor idx)
+    public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        idx = CheckShardIdx(idx);
-        var (start, length) = LocalPositions(idx.shape[1]);
-        var pos = arange(start, start + length, dtype: ScalarType.Int64, device: idx.device);
-        var x = wte.forward(idx) + wpe.index_select(0, pos);
+        var x = CheckPartInput(input);
+        if (Part.Embedding)
+        {
+            var (start, length) = LocalPositions(x.shape[1]);
+            var pos = arange(start, start + length, dtype: ScalarType.Int64, device: x.device);
+            x = wte!.forward(x) + wpe!.index_select(0, pos);
+        }
         foreach (var block in h) x = block.forward(x);
-        x = ln_f.forward(x);
+        if (!Part.Head) return x.MoveToOuterDisposeScope();
+        x = ln_f!.forward(x);
         // Tied head: the same vocab-parallel shard, column-parallel over the vocabulary.
-        var logits = ColumnParallelLinear.Apply(x, wte.weight, null, Tp, SequenceParallel, gatherOutput: false);
+        var logits = ColumnParallelLinear.Apply(x, wte!.weight, null, Tp, SequenceParallel, gatherOutput: false);
         return logits.MoveToOuterDisposeScope();
     }
 
     public override IReadOnlyList<(string Name, Tensor Tensor, ShardSpec? Spec)> Shards()
     {
         long c = Config.NEmbd;
-        var list = new List<(string, Tensor, ShardSpec?)> { ("wte", wte.weight, wte.Spec), ("wpe", wpe, null) };
-        void Each(string n, Func<TpGpt2Block, Tensor> f, ShardSpec? spec) { for (int i = 0; i < h.Count; i++) list.Add(($"h.{i}.{n}", f(h[i]), spec)); }
+        var list = new List<(string, Tensor, ShardSpec?)>();
+        if (Part.Embedding) { list.Add(("wte", wte!.weight, wte.Spec)); list.Add(("wpe", wpe!, null)); }
+        void Each(string n, Func<TpGpt2Block, Tensor> f, ShardSpec? spec) { for (int i = 0; i < h.Count; i++) list.Add(($"h.{Part.Start + i}.{n}", f(h[i]), spec)); }
         var qkv = ShardSpec.Fused(0, c, c, c);
         var rowIn = ShardSpec.Fused(1, c);
         var fcOut = ShardSpec.Fused(0, Config.FfnHidden);
@@ -76,10 +86,18 @@ public sealed class TensorParallelGpt2 : TensorParallelLm
         Each("mlp.c_fc.bias", b => b.c_fc.bias!, fcOut);
         Each("mlp.c_proj.weight", b => b.mlp_c_proj.weight, projIn);
         Each("mlp.c_proj.bias", b => b.mlp_c_proj.bias!, null);
-        list.Add(("ln_f.weight", ln_f.weight!, null));
-        list.Add(("ln_f.bias", ln_f.bias!, null));
+        if (Part.Head)
+        {
+            list.Add(("ln_f.weight", ln_f!.weight!, null));
+            list.Add(("ln_f.bias", ln_f.bias!, null));
+            // The tied head's copy of wte (a pipeline's last chunk) is listed under its own name.
+            if (!Part.Embedding) list.Add((TiedHeadName, wte!.weight, wte.Spec));
+        }
         return list;
     }
+
+    /// <summary>The name of the last pipeline chunk's copy of wte in <see cref="Shards"/> (not a weight-file tensor).</summary>
+    public const string TiedHeadName = "lm_head(tied wte)";
 }
 
 internal sealed class TpGpt2Block : nn.Module<Tensor, Tensor>

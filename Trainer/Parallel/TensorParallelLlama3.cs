@@ -15,23 +15,26 @@ namespace Trainer.Parallel;
 /// </summary>
 public sealed class TensorParallelLlama3 : TensorParallelLm
 {
-    readonly VocabParallelEmbedding wte;
+    readonly VocabParallelEmbedding? wte;
     readonly ModuleList<TpLlama3Block> h;
-    readonly RmsNorm ln_f;
-    readonly ColumnParallelLinear lm_head;
+    readonly RmsNorm? ln_f;
+    readonly ColumnParallelLinear? lm_head;
     readonly Tensor cosCpu, sinCpu;
     Tensor? cosDev, sinDev;
 
-    internal TensorParallelLlama3(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, ICommunicator tp, bool sequenceParallel)
-        : base("LLaMA3TP", cfg, tp, sequenceParallel)
+    internal TensorParallelLlama3(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, ICommunicator tp, bool sequenceParallel, ModelPart? part = null)
+        : base("LLaMA3TP", cfg, tp, sequenceParallel, part)
     {
         if (cfg.Kind != ModelKind.LLaMA3) throw new ArgumentException($"'{cfg.Name}' is not a LLaMA-3 config");
         using (no_grad())
         {
-            wte = VocabParallelEmbedding.FromFull(full["wte"], tp, sequenceParallel);
-            h = new ModuleList<TpLlama3Block>(Enumerable.Range(0, cfg.NLayer).Select(i => new TpLlama3Block(cfg, full, $"h.{i}.", tp, sequenceParallel)).ToArray());
-            ln_f = ReplicatedRmsNorm(cfg, full["ln_f.weight"]);
-            lm_head = ColumnParallelLinear.FromFull(full["lm_head.weight"], null, tp, sequenceParallel: sequenceParallel, rows: VocabSpec);
+            if (Part.Embedding) wte = VocabParallelEmbedding.FromFull(full["wte"], tp, sequenceParallel);
+            h = new ModuleList<TpLlama3Block>(Enumerable.Range(Part.Start, Part.Count).Select(i => new TpLlama3Block(cfg, full, $"h.{i}.", tp, sequenceParallel)).ToArray());
+            if (Part.Head)
+            {
+                ln_f = ReplicatedRmsNorm(cfg, full["ln_f.weight"]);
+                lm_head = ColumnParallelLinear.FromFull(full["lm_head.weight"], null, tp, sequenceParallel: sequenceParallel, rows: VocabSpec);
+            }
         }
         RegisterComponents();
         (cosCpu, sinCpu) = Rope.Tables(cfg);
@@ -45,31 +48,33 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
         return n;
     }
 
-    public override Tensor forward(Tensor idx)
+    public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        idx = CheckShardIdx(idx);
-        long t = idx.shape[1];
-        if (cosDev is null || cosDev.device != idx.device)
+        var x = CheckPartInput(input);
+        long t = FullLength(x);
+        if (cosDev is null || cosDev.device != x.device)
         {
             cosDev?.Dispose(); sinDev?.Dispose();
-            cosDev = cosCpu.to(idx.device).DetachFromDisposeScope();
-            sinDev = sinCpu.to(idx.device).DetachFromDisposeScope();
+            cosDev = cosCpu.to(x.device).DetachFromDisposeScope();
+            sinDev = sinCpu.to(x.device).DetachFromDisposeScope();
         }
         // Attention always sees the whole sequence (column-parallel inputs are gathered under SP).
         var cos = cosDev.narrow(0, 0, t);
         var sin = sinDev!.narrow(0, 0, t);
-        var x = wte.forward(idx);
+        if (Part.Embedding) x = wte!.forward(x);
         foreach (var block in h) x = block.forward(x, cos, sin);
-        x = ln_f.forward(x);
-        return lm_head.forward(x).MoveToOuterDisposeScope();
+        if (!Part.Head) return x.MoveToOuterDisposeScope();
+        x = ln_f!.forward(x);
+        return lm_head!.forward(x).MoveToOuterDisposeScope();
     }
 
     public override IReadOnlyList<(string Name, Tensor Tensor, ShardSpec? Spec)> Shards()
     {
         long d = Config.HeadDim;
-        var list = new List<(string, Tensor, ShardSpec?)> { ("wte", wte.weight, wte.Spec) };
-        void Each(string n, Func<TpLlama3Block, Tensor> f, ShardSpec? spec) { for (int i = 0; i < h.Count; i++) list.Add(($"h.{i}.{n}", f(h[i]), spec)); }
+        var list = new List<(string, Tensor, ShardSpec?)>();
+        if (Part.Embedding) list.Add(("wte", wte!.weight, wte.Spec));
+        void Each(string n, Func<TpLlama3Block, Tensor> f, ShardSpec? spec) { for (int i = 0; i < h.Count; i++) list.Add(($"h.{Part.Start + i}.{n}", f(h[i]), spec)); }
         Each("ln_1.weight", b => b.ln_1.weight, null);
         Each("attn.c_attn.weight", b => b.c_attn.weight, QkvSpec(Config));
         Each("attn.c_proj.weight", b => b.attn_c_proj.weight, ShardSpec.Fused(1, Config.NEmbd));
@@ -77,8 +82,11 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
         Each("mlp.c_fc.weight", b => b.c_fc.weight, ShardSpec.Fused(0, Config.FfnHidden));
         Each("mlp.c_fc2.weight", b => b.c_fc2.weight, ShardSpec.Fused(0, Config.FfnHidden));
         Each("mlp.c_proj.weight", b => b.mlp_c_proj.weight, ShardSpec.Fused(1, Config.FfnHidden));
-        list.Add(("ln_f.weight", ln_f.weight, null));
-        list.Add(("lm_head.weight", lm_head.weight, lm_head.Spec));
+        if (Part.Head)
+        {
+            list.Add(("ln_f.weight", ln_f!.weight, null));
+            list.Add(("lm_head.weight", lm_head!.weight, lm_head.Spec));
+        }
         return list;
     }
 

@@ -16,10 +16,25 @@ namespace Trainer.Parallel;
 /// </summary>
 public abstract class TensorParallelLm : CausalLm
 {
-    protected TensorParallelLm(string name, ModelConfig config, ICommunicator tp, bool sequenceParallel) : base(name, config)
+    protected TensorParallelLm(string name, ModelConfig config, ICommunicator tp, bool sequenceParallel, ModelPart? part) : base(name, config)
     {
         Tp = tp; SequenceParallel = sequenceParallel;
+        Part = part ?? ModelPart.Whole(config);
+        if (Part.Start < 0 || Part.Count < 1 || Part.Start + Part.Count > config.NLayer)
+            throw new ArgumentException($"layers [{Part.Start}, {Part.Start + Part.Count}) are not inside the {config.NLayer} layers of '{config.Name}'");
     }
+
+    /// <summary>Which part of the model this holds: all of it, or one pipeline chunk (a layer range, with the
+    /// embeddings on the first chunk and the final norm + head on the last).</summary>
+    public ModelPart Part { get; }
+
+    /// <summary>GPT-2 under pipeline parallelism: the last chunk's copy of wte for the tied head (null elsewhere).
+    /// It starts equal to the first chunk's wte, and its gradient is summed with that one before every step.</summary>
+    public virtual Tensor? TiedHeadCopy => null;
+
+    /// <summary>The tied embedding whose gradient is summed over the first and last pipeline stage: the first chunk's
+    /// wte or the last chunk's head copy (GPT-2 only; null for LLaMA-3 and for middle chunks).</summary>
+    public virtual Tensor? TiedEmbedding => null;
 
     /// <summary>The tensor-parallel group this shard belongs to.</summary>
     public ICommunicator Tp { get; }
@@ -101,6 +116,19 @@ public abstract class TensorParallelLm : CausalLm
     internal override void InitializeWeights(Generator g) =>
         throw new InvalidOperationException("a tensor-parallel shard is cut from a full model; it is never initialised on its own");
 
+    /// <summary>The input of this part: token ids (B,T) for the part with the embeddings, else the hidden states
+    /// (B,T,C) — (B,T/tp,C) under SP — of the part before it.</summary>
+    protected Tensor CheckPartInput(Tensor input)
+    {
+        if (Part.Embedding) return CheckShardIdx(input);
+        if (input.dim() != 3 || input.shape[2] != Config.NEmbd)
+            throw new ArgumentException($"pipeline chunk from layer {Part.Start}: input must be hidden states (B,T,{Config.NEmbd}); got shape [{string.Join(",", input.shape)}]");
+        return input;
+    }
+
+    /// <summary>The full sequence length of this part's input (its hidden states hold T/tp positions under SP).</summary>
+    protected long FullLength(Tensor input) => Part.Embedding ? input.shape[1] : input.shape[1] * (SequenceParallel ? Tp.Size : 1);
+
     /// <summary>Validates idx; under SP also that T divides by the TP size.</summary>
     protected Tensor CheckShardIdx(Tensor idx)
     {
@@ -153,19 +181,34 @@ public static class TensorParallelModels
 
     /// <summary>Rank <c>tp.Rank</c>'s shard of <paramref name="full"/> (e.g. loaded from an llm.c file); <paramref name="full"/>
     /// is only read, so several ranks may slice the same model concurrently.</summary>
-    public static TensorParallelLm FromFull(CausalLm full, Device device, ScalarType dtype, ICommunicator tp, bool sequenceParallel)
+    /// <param name="part">One pipeline chunk's layers (null: the whole model).</param>
+    public static TensorParallelLm FromFull(CausalLm full, Device device, ScalarType dtype, ICommunicator tp, bool sequenceParallel, ModelPart? part = null)
     {
         ArgumentNullException.ThrowIfNull(full);
         Validate(full.Config, tp.Size);
         var weights = full.WeightFileOrder().ToDictionary(w => w.Name, w => w.Tensor);
         TensorParallelLm shard = full.Config.Kind switch
         {
-            ModelKind.GPT2 => new TensorParallelGpt2(full.Config, weights, tp, sequenceParallel),
-            ModelKind.LLaMA3 => new TensorParallelLlama3(full.Config, weights, tp, sequenceParallel),
+            ModelKind.GPT2 => new TensorParallelGpt2(full.Config, weights, tp, sequenceParallel, part),
+            ModelKind.LLaMA3 => new TensorParallelLlama3(full.Config, weights, tp, sequenceParallel, part),
             _ => throw new ArgumentException($"unknown model kind {full.Config.Kind}"),
         };
         shard.to(dtype);
         if (device is not null && device.type != DeviceType.CPU) shard.to(device);
         return shard;
+    }
+}
+
+/// <summary>A part of a model: layers [Start, Start+Count), with the embeddings (the first part) and/or the final norm,
+/// head and loss (the last part). The whole model is both.</summary>
+public sealed record ModelPart(int Start, int Count, bool Embedding, bool Head)
+{
+    public static ModelPart Whole(ModelConfig cfg) => new(0, cfg.NLayer, true, true);
+
+    /// <summary>Pipeline chunk <paramref name="chunk"/> of <paramref name="chunks"/> (<see cref="PipelineChunks.Layers"/>).</summary>
+    public static ModelPart Chunk(ModelConfig cfg, int chunk, int chunks)
+    {
+        var (start, count) = PipelineChunks.Layers(cfg.NLayer, chunks, chunk);
+        return new(start, count, chunk == 0, chunk == chunks - 1);
     }
 }

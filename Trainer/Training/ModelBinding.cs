@@ -77,16 +77,25 @@ public sealed class ModelBinding
 
     /// <summary>
     /// Every rank's model: replicas when the layout does not split the model; otherwise one full float32 model is
-    /// built on the CPU (seeded or from the weight file) and each rank gets its tensor-parallel slice, cast and moved —
-    /// so a TP run starts from exactly the single-device parameters.
+    /// built on the CPU (seeded or from the weight file) and each rank gets its slice, cast and moved — its
+    /// tensor-parallel shard, or under pipeline parallelism its stage's chunks (of its TP shard) — so a TP/PP run
+    /// starts from exactly the single-device parameters.
     /// </summary>
     public RankModelFactory RankFactory => ranks =>
     {
         using var adapters = InitialAdapters();
-        if (ranks.All(r => r.Groups.Layout.Tp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)WithAdapters(Build(r.Device, Dtype), adapters)).ToArray();
+        if (ranks.All(r => r.Groups.Layout.Tp == 1 && r.Groups.Layout.Pp == 1)) return ranks.Select(r => (nn.Module<Tensor, Tensor>)WithAdapters(Build(r.Device, Dtype), adapters)).ToArray();
         using var full = Build(CPU, ScalarType.Float32);
-        return ranks.Select(r => (nn.Module<Tensor, Tensor>)WithAdapters(TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, r.Groups.Layout.Sp), adapters)).ToArray();
+        return ranks.Select(r => Slice(full, r, adapters)).ToArray();
     };
+
+    nn.Module<Tensor, Tensor> Slice(CausalLm full, RankPlacement r, Trainer.Lora.LoraWeights? adapters)
+    {
+        var l = r.Groups.Layout;
+        if (l.Pp == 1) return WithAdapters(TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp), adapters);
+        // LoRA under a pipeline is refused up front (TrainCommand): stages are not CausalLm models adapters attach to yet.
+        return PipelineStageModel.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp, r.Groups.Coord.Pp, l.Pp, l.Vpp);
+    }
 
     /// <summary>
     /// Tokens of <paramref name="path"/>, or of the embedded default dataset (train or val split, in the model family's

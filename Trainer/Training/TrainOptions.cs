@@ -21,10 +21,12 @@ public sealed record TrainOptions
     public int TensorParallel { get; init; } = 1;
     /// <summary>--sequence_parallel: activations outside attention/MLP split along T over the TP group.</summary>
     public bool SequenceParallel { get; init; }
-    /// <summary>--pipeline_parallel (validated; the pipeline itself is not built yet).</summary>
+    /// <summary>--pipeline_parallel: pipeline stages; the gradient-accumulation steps are the micro-batches.</summary>
     public int PipelineParallel { get; init; } = 1;
     /// <summary>--virtual_pipeline_parallel: model chunks per pipeline stage.</summary>
     public int VirtualPipelineParallel { get; init; } = 1;
+    /// <summary>--pipeline_schedule; null = the one with the fewest activations in flight (<see cref="Trainer.Parallel.PipelineSchedule.Default"/>).</summary>
+    public Trainer.Parallel.PipelineScheduleKind? PipelineSchedule { get; init; }
     /// <summary>--zero_stage: 0 replicated optimizer, 1 optimizer state sharded over DP, 2 gradients too.</summary>
     public int ZeroStage { get; init; }
     /// <summary>Data-parallel replicas: World / (TP × PP).</summary>

@@ -62,7 +62,8 @@ public sealed class TrainingRun
 
     static RankModelFactory Replicas(ReplicaFactory factory) => ranks =>
     {
-        if (ranks.Any(r => r.Groups.Layout.Tp > 1)) throw new ArgumentException("this model has no tensor-parallel form; use --tensor_parallel=1");
+        if (ranks.Any(r => r.Groups.Layout.Tp > 1 || r.Groups.Layout.Pp > 1))
+            throw new ArgumentException("this model has no tensor- or pipeline-parallel form; use --tensor_parallel=1 --pipeline_parallel=1");
         return ranks.Select(r => factory(r.Device)).ToArray();
     };
 
@@ -96,8 +97,10 @@ public sealed class TrainingRun
         foreach (var n in c.Notes) yield return n;
         if (c.Meta.BatchSize is int b && b != _o.BatchSize)
             yield return $"resume: --batch_size changed {b} -> {_o.BatchSize} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
-        if (c.Meta.DataParallel != _o.DataParallel)
-            // Reached only for replicated layouts (others must match, CheckpointLayout), where ranks = DP.
+        if (CheckpointLayout.Moves(SavedLayout(c), CheckpointLayout.Of(_o.Layout)))
+            yield return $"resume: layout changed {SavedLayout(c)} -> {CheckpointLayout.Of(_o.Layout)} (model and optimizer state consolidated to the single-device layout and cut again; losses may differ in the last bits)";
+        else if (c.Meta.DataParallel != _o.DataParallel)
+            // Replicated layouts (whole replicas, replicated optimizer) load as they are: ranks = DP.
             yield return $"resume: --nthread_per_process changed {c.Meta.DataParallel} -> {_o.DataParallel} (same global batch of {_o.TotalBatchSize} tokens and data order; losses may differ in the last bits)";
         if (c.Meta.Device is { } dev && dev != _o.Device)
             yield return $"resume: --device changed {dev} -> {_o.Device} (same computation on other hardware; losses may differ in the last bits)";
@@ -116,6 +119,8 @@ public sealed class TrainingRun
         public required DataParallelOptimizer Optimizer;
         public required LossFunction Loss;
         public required Device Device;
+        /// <summary>Under pipeline parallelism: runs this stage's chunks (Model is its <see cref="PipelineStageModel"/>).</summary>
+        public PipelineRunner? Pipeline;
         public int DpIndex => Groups.Coord.Dp;
         public void Dispose() { Optimizer.Dispose(); Model.Dispose(); Groups.Dispose(); }
     }
@@ -124,8 +129,10 @@ public sealed class TrainingRun
     public List<StepRecord> Run(CheckpointInfo? resume = null)
     {
         var layout = _o.Layout;
-        if (layout.Pp > 1) throw new ArgumentException($"--pipeline_parallel={layout.Pp}: pipeline parallelism is not built yet");
         int W = layout.World, A = _o.GradAccumulationSteps;
+        // Under PP the step's micro-batches (the gradient-accumulation steps) run on the one schedule every stage follows.
+        _schedule = layout.Pp == 1 ? null : PipelineSchedule.Create(
+            _o.PipelineSchedule ?? PipelineSchedule.Default(layout.Pp, layout.Vpp, A), layout.Pp, layout.Vpp, A);
         resume ??= VerifyLoad();
         // The run's lineage: a fresh run draws an id, a resumed one carries the checkpoint's ("" for checkpoints without one).
         string runId = resume is null ? Guid.NewGuid().ToString("N") : resume.Meta.RunId ?? "";
@@ -158,6 +165,7 @@ public sealed class TrainingRun
             using var log = new StepLog(logs ? _out : TextWriter.Null, logs ? _o.LogJson : null, progress && logs, appendJson: resume is not null); // a resumed run continues its log
             log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={layout.Dp}, torch threads={threads})");
             if (W > 1) log.Info($"layout: {layout}{(_o.Processes > 1 ? $" over {_o.Processes} MPI processes" : "")}");
+            if (_schedule is { } ps) log.Info($"pipeline: {PipelineSchedule.Name(ps.Kind)} schedule, {A} micro-batches over {ps.Chunks} chunks, at most {ps.MaxInFlight()} chunk activations in flight per stage");
             log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
             if (resume is not null)
             {
@@ -222,6 +230,7 @@ public sealed class TrainingRun
     }
 
     IReadOnlyList<ICommunicator>? _world;
+    PipelineSchedule? _schedule;
 
     /// <summary>
     /// The communicators of this process's ranks, element i for local rank i (its world rank is <c>world[i].Rank</c>):
@@ -302,21 +311,34 @@ public sealed class TrainingRun
             ranks[r] = new Rank
             {
                 Groups = g, Model = model, Device = placements[r].Device,
-                Loss = model is CausalLm lm ? lm.Loss : _loss ?? throw new ArgumentException("a model that is not a CausalLm needs a loss function"),
+                Loss = model switch
+                {
+                    PipelineStageModel stage => stage.Loss,
+                    CausalLm lm => lm.Loss,
+                    _ => _loss ?? throw new ArgumentException("a model that is not a CausalLm needs a loss function"),
+                },
                 Optimizer = new DataParallelOptimizer(g.Dp, new[] { ps }, factory, layout.ZeroStage, NormScope(model, g)),
+                Pipeline = model is PipelineStageModel st ? new PipelineRunner(st, g.Pp) : null,
             };
         }
         return ranks;
     }
 
-    /// <summary>Under TP the global gradient norm adds the model-parallel group's shards; a parameter every TP rank
-    /// holds whole counts on TP rank 0 only (Megatron's param_is_not_tensor_parallel_duplicate).</summary>
+    /// <summary>Under TP/PP the global gradient norm adds the model-parallel group's (TP × PP) parts; a parameter every
+    /// TP rank holds whole counts on TP rank 0 only (Megatron's param_is_not_tensor_parallel_duplicate), and GPT-2's
+    /// tied head copy on the last stage not at all (the first stage's wte carries the summed gradient).</summary>
     static GradNormScope? NormScope(nn.Module<Tensor, Tensor> model, ProcessGroups g)
     {
-        if (model is not TensorParallelLm tp || g.Layout.Tp == 1) return null;
-        var replicated = tp.ReplicatedParameters().Select(p => p.Handle).ToHashSet();
+        var (replicatedList, tiedCopy) = model switch
+        {
+            PipelineStageModel stage => (stage.ReplicatedParameters(), stage.TiedHeadCopy),
+            TensorParallelLm tp when g.Layout.Tp > 1 => (tp.ReplicatedParameters(), null),
+            _ => ((IReadOnlyList<Tensor>?)null, (Tensor?)null),
+        };
+        if (replicatedList is null) return null;
+        var replicated = replicatedList.Select(p => p.Handle).ToHashSet();
         bool first = g.Tp.Rank == 0;
-        return new GradNormScope(g.ModelParallel, p => first || !replicated.Contains(p.Handle));
+        return new GradNormScope(g.ModelParallel, p => p.Handle != tiedCopy?.Handle && (first || !replicated.Contains(p.Handle)));
     }
 
     /// <summary>
@@ -326,8 +348,33 @@ public sealed class TrainingRun
     /// </summary>
     float TrainStep(Rank rank, long globalBatch)
     {
-        int A = _o.GradAccumulationSteps;
         rank.Optimizer.ZeroGrad();
+        float lossSum = rank.Pipeline is { } pipeline
+            ? pipeline.ForwardBackward(_schedule!, micro => BatchTensors(_data, globalBatch + micro, rank))
+            : ForwardBackward(rank, globalBatch);
+        float stepLoss = AgreedMean(rank.Groups, lossSum);
+        if (!float.IsFinite(stepLoss)) return stepLoss;   // every rank sees the same bits: all stop here (see Run)
+
+        // Finalize gradients: under SP a TP-replicated parameter saw only this rank's positions (Megatron's
+        // finalize_model_grads); GPT-2's tied embedding sums its first- and last-stage gradients; then the DP
+        // reduction (all-reduce, or reduce-scatter into the ZeRO shard).
+        if (rank.Model is TensorParallelLm tp) tp.AllReduceSequenceParallelGrads();
+        if (rank.Model is PipelineStageModel stage)
+        {
+            stage.AllReduceSequenceParallelGrads();
+            stage.AllReduceTiedEmbeddingGrads(rank.Groups.Pp);
+        }
+        rank.Optimizer.ReduceGradients();
+        if (_o.GradClip > 0) rank.Optimizer.ClipGradNorm(_o.GradClip);
+        rank.Optimizer.Step();
+        return stepLoss;
+    }
+
+    /// <summary>Forward/backward over the step's micro-batches without a pipeline (gradient accumulation); returns
+    /// the sum of the micro-batch losses, each divided by their number.</summary>
+    float ForwardBackward(Rank rank, long globalBatch)
+    {
+        int A = _o.GradAccumulationSteps;
         float lossSum = 0f;
         for (int micro = 0; micro < A; micro++)
         {
@@ -337,16 +384,7 @@ public sealed class TrainingRun
             lossSum += loss.to(ScalarType.Float32).cpu().item<float>();
             loss.backward();
         }
-        float stepLoss = AgreedMean(rank.Groups, lossSum);
-        if (!float.IsFinite(stepLoss)) return stepLoss;   // every rank sees the same bits: all stop here (see Run)
-
-        // Finalize gradients: under SP a TP-replicated parameter saw only this rank's positions (Megatron's
-        // finalize_model_grads); then the DP reduction (all-reduce, or reduce-scatter into the ZeRO shard).
-        if (rank.Model is TensorParallelLm tp) tp.AllReduceSequenceParallelGrads();
-        rank.Optimizer.ReduceGradients();
-        if (_o.GradClip > 0) rank.Optimizer.ClipGradNorm(_o.GradClip);
-        rank.Optimizer.Step();
-        return stepLoss;
+        return lossSum;
     }
 
     (Tensor X, Tensor Y) BatchTensors(DistributedBatches data, long globalBatch, Rank rank)
@@ -356,12 +394,13 @@ public sealed class TrainingRun
         return (torch.tensor(xs, shape, ScalarType.Int64).to(rank.Device), torch.tensor(ys, shape, ScalarType.Int64).to(rank.Device));
     }
 
-    /// <summary>The mean of <paramref name="local"/> over DP (float32, rank order), then world rank 0's value on every rank.</summary>
+    /// <summary>The mean of <paramref name="local"/> over DP (float32, rank order), then the value of the last pipeline
+    /// stage's first rank (world rank 0 without PP: the loss is computed on the last stage) on every rank.</summary>
     static float AgreedMean(ProcessGroups g, float local)
     {
         using var t = torch.tensor(new[] { local });
         g.Dp.AllReduce(t, ReduceOp.Avg);
-        g.World.Broadcast(t, 0);
+        g.World.Broadcast(t, g.Layout.RankOf(0, 0, g.Layout.Pp - 1));
         return t.item<float>();
     }
 
@@ -376,7 +415,8 @@ public sealed class TrainingRun
             var rank = ranks[r];
             rank.Model.eval();
             float sum = 0f;
-            using (torch.no_grad())
+            if (rank.Pipeline is { } pipeline) sum = pipeline.ForwardOnly(n, b => BatchTensors(_val, b, rank));
+            else using (torch.no_grad())
             {
                 for (int b = 0; b < n; b++)
                 {
@@ -453,16 +493,14 @@ public sealed class TrainingRun
     (int Step, long GlobalBatch) Restore(CheckpointInfo c, Rank[] ranks, IParamGroups groups, ILRScheduler? scheduler)
     {
         var layout = _o.Layout;
-        foreach (var rank in ranks)
+        var saved = SavedLayout(c);
+        if (CheckpointLayout.Moves(saved, CheckpointLayout.Of(layout)))
         {
-            int r = rank.Groups.Rank;   // world rank
-            string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
-            string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
-            foreach (var f in new[] { model, opt })
-                if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
-            LoadFile(c, model, () => rank.Model.load(model));
-            LoadFile(c, opt, () => rank.Optimizer.LoadState(opt));
+            if (_o.Processes > 1)
+                throw new CheckpointException($"checkpoint {c.Directory}: it was written under layout {saved}; a resume into another layout ({CheckpointLayout.Of(layout)}) runs with threads only (--nthread_per_process), not under mpirun");
+            LoadFromOtherLayout(c, saved, ranks);
         }
+        else LoadRankFiles(c, layout, ranks);
         if (scheduler is not null)
         {
             // LoadStateDict replays the schedule to the saved step and writes LR (and cycled momentum) into every rank's groups.
@@ -496,6 +534,48 @@ public sealed class TrainingRun
         string saved = $"{path} ({full.Layers.Count} layers, {full.ElementCount} parameters)";
         foreach (var w in perRank) w?.Dispose();
         return saved;
+    }
+
+    static CheckpointLayout SavedLayout(CheckpointInfo c) => c.Meta.Layout ?? new CheckpointLayout { Dp = c.Meta.DataParallel };
+
+    /// <summary>Every rank's model part and optimizer state from the files its layout's ranks wrote.</summary>
+    static void LoadRankFiles(CheckpointInfo c, ParallelLayout layout, Rank[] ranks)
+    {
+        foreach (var rank in ranks)
+        {
+            int r = rank.Groups.Rank;   // world rank (under mpirun a process holds one rank)
+            string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
+            string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
+            foreach (var f in new[] { model, opt })
+                if (!File.Exists(f)) throw new CheckpointException($"checkpoint {c.Directory}: {Path.GetRelativePath(c.Directory, f)} is missing for rank {r} of layout {layout}");
+            LoadFile(c, model, () => rank.Model.load(model));
+            LoadFile(c, opt, () => rank.Optimizer.LoadState(opt));
+        }
+    }
+
+    /// <summary>
+    /// A checkpoint of another layout: its ranks are rebuilt here (threads of this process, as the run that wrote it),
+    /// loaded from their files, consolidated into the single-device state and cut again for this run's ranks
+    /// (<see cref="LayoutConversion"/>).
+    /// </summary>
+    void LoadFromOtherLayout(CheckpointInfo c, CheckpointLayout saved, Rank[] ranks)
+    {
+        var from = new ParallelLayout(saved.Tp * saved.Dp * saved.Pp, saved.Tp, saved.Pp, saved.Vpp, saved.Sp, saved.ZeroStage);
+        using var threads = new RankThreads(from.World);
+        var world = ThreadCommunicator.CreateWorld(from.World);
+        var source = BuildRanks(threads, world, from);
+        try
+        {
+            LoadRankFiles(c, from, source);
+            static LayoutConversion.RankState State(Rank r) => new(r.Model, r.Optimizer);
+            using var full = LayoutConversion.Consolidate(from, source.Select(State).ToArray());
+            LayoutConversion.Apply(full, _o.Layout, ranks.Select(State).ToArray());
+        }
+        finally
+        {
+            foreach (var r in source) r.Dispose();
+            foreach (var w in world) w.Dispose();
+        }
     }
 
     /// <summary>A file that passed its checksum but does not load (a hand-edited, re-hashed checkpoint) is named.</summary>

@@ -474,17 +474,10 @@ public static class CommunicatorTests
 
     // ------------------------------------------------------------------ helpers
 
-    static T Throws<T>(Action a) where T : Exception
-    {
-        try { a(); }
-        catch (T e) { return e; }
-        catch (Exception e) { throw new Exception($"expected {typeof(T).Name}, got {e.GetType().Name}: {e.Message}", e); }
-        throw new Exception($"expected {typeof(T).Name}, nothing was thrown");
-    }
+    static T Throws<T>(Action a) where T : Exception => Must.Throws<T>(a, "the call");
 
     static void Contains(string message, params string[] parts)
     {
-        foreach (var p in parts)
-            if (!message.Contains(p, StringComparison.Ordinal)) throw new Exception($"message lacks '{p}': {message}");
+        foreach (var p in parts) Must.Contains(message, p, "the message");
     }
 }

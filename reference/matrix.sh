@@ -66,6 +66,29 @@ print(f"{sum(tps) / len(tps):.0f}" if tps else "-", opt[-1] if opt else "-")
 PY
 }
 
+# run_scenario DIR NAME ROWFLAGS...: one run with the common flags ($base) and the row's, or a checkpoint row
+# (InfiniTrain's `checkpoint` tag): `@resume=N [@then FLAGS...]` trains steps 1..N with the row's flags and saves at N,
+# then a second process resumes from that checkpoint to the last step, with the flags after @then (another layout:
+# the checkpoint is consolidated and cut again) or the same ones. Both write one --log_json (a resume appends).
+run_scenario() {
+  local dir=$1 name=$2; shift 2
+  local first=() then=() at="" part=first f total
+  for f in "$@"; do
+    case "$f" in
+      @resume=*) at=${f#@resume=} ;;
+      @then) part=then ;;
+      *) if [ $part = first ]; then first+=("$f"); else then+=("$f"); fi ;;
+    esac
+  done
+  if [ -z "$at" ]; then run "$dir" "$name" "${base[@]}" "$@"; return; fi
+  [ ${#then[@]} -gt 0 ] || then=("${first[@]}")
+  total=$(printf '%s\n' "${base[@]}" | sed -n 's/^--num_iteration=//p' | tail -1)
+  local span=(); [[ " ${base[*]} " == *" --lr_scheduler="* ]] && span=(--total_steps="$total")   # the schedule spans the whole run
+  rm -rf "$dir/$name.ckpt" "$dir/$name.jsonl"
+  run "$dir" "$name" "${base[@]}" "${first[@]}" "${span[@]}" --num_iteration="$at" --save="$dir/$name.ckpt" --save_interval="$at" &&
+    $CS "${base[@]}" "${then[@]}" "${span[@]}" --load="$dir/$name.ckpt" --log_json="$dir/$name.jsonl" >> "$dir/$name.log" 2>&1
+}
+
 pass=0; failn=0; T0=$(date +%s)
 mkdir -p "$OUT"
 printf '%-34s %-28s %-11s %-6s %-6s %-6s %9s %12s\n' scenario layout "max|dloss|" LR twin mpi "tok/s" "opt B/rank"
@@ -79,7 +102,7 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
   fi
   for i in "${SEL[@]}"; do
     read -ra F <<< "${FLAGS[$i]}"
-    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/; s/--batch_size=/B=/; s/--tensor_parallel=/TP=/; s/--sequence_parallel/SP/; s/--zero_stage=/ZeRO-/; s/--lora_rank=/LoRA-r/; s/--pipeline_parallel=/PP=/; s/--virtual_pipeline_parallel=/VPP=/' <<< "${FLAGS[$i]}")
+    name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/g; s/--batch_size=/B=/g; s/--tensor_parallel=/TP=/g; s/--sequence_parallel/SP/g; s/--zero_stage=/ZeRO-/g; s/--lora_rank=/LoRA-r/g; s/--pipeline_parallel=/PP=/g; s/--virtual_pipeline_parallel=/VPP=/g; s/@resume=/resume@/; s/@then/->/' <<< "${FLAGS[$i]}")
     ok=1; dl="-"; lr="-"; tw="-"; mp="-"; tps="-"; opt="-"
     # A row with --lora_* flags is compared with the single-device run with the same LoRA flags (issue 10).
     lf=(); for f in "${F[@]}"; do [[ "$f" == --lora_* ]] && lf+=("$f"); done
@@ -90,7 +113,7 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
     fi
     if [ -z "$ref" ]; then
       ok=0; dl="LoRA baseline failed"
-    elif run "$dir" "$i" "${base[@]}" "${F[@]}"; then
+    elif run_scenario "$dir" "$i" "${F[@]}"; then
       c=$(compare "$dir/$ref.jsonl" "$dir/$i.jsonl" "$tol")
       dl=$(field "max loss abs diff" "$c"); lr=$([ "$(field "max LR rel diff" "$c")" = "0.000e+00" ] && echo same || echo DIFF)
       [[ "$c" == *PASS ]] || ok=0
@@ -101,7 +124,7 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
         else tw=FAIL; ok=0; fi
       fi
       w=$(sed -n 's/.*--nthread_per_process=\([0-9]*\).*/\1/p' <<< "${FLAGS[$i]}")
-      if [ "$BACKEND" = mpi ] && [ -n "$w" ] && [ "$w" -gt 1 ]; then
+      if [ "$BACKEND" = mpi ] && [ -n "$w" ] && [ "$w" -gt 1 ] && [[ "${FLAGS[$i]}" != *@resume* ]]; then
         if runmpi "$dir" "$i.mpi" "$w" "${base[@]}" ${FLAGS[$i]/--nthread_per_process=$w/--nthread_per_process=1}; then
           if [[ "$(compare "$dir/$i.jsonl" "$dir/$i.mpi.jsonl" 1e-6)" == *PASS ]]; then mp=same; else mp=DIFF; ok=0; fi
         else mp=FAIL; ok=0; fi

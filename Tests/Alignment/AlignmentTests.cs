@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Expecto;
 using Tests.Harness;
 using Trainer.LrTools;
@@ -13,14 +12,6 @@ namespace Tests.Alignment;
 /// </summary>
 public static class AlignmentTests
 {
-    /// <summary>The repository root: the first folder above the test assembly that holds reference/align.sh.</summary>
-    internal static string? RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(System.IO.Path.Combine(d.FullName, "reference", "align.sh"))) return d.FullName;
-        return null;
-    }
-
     /// <summary>One line of reference/align_cases.txt: <c>NAME MODEL [TAG...] FLAGS...</c> (tags: ci, dp=N, golden=ID).</summary>
     internal sealed record AlignCase(string Name, string Model, string[] Tags, string[] Flags)
     {
@@ -30,7 +21,7 @@ public static class AlignmentTests
     /// <summary>The COMMON flags and every case of reference/align_cases.txt, in file order (the format align.sh reads).</summary>
     internal static (string[] Common, AlignCase[] Cases) ReadCases()
     {
-        var root = RepoRoot() ?? throw new InvalidOperationException("reference/align.sh not found above " + AppContext.BaseDirectory);
+        var root = Scripts.RepoRoot();
         var common = Array.Empty<string>();
         var cases = new List<AlignCase>();
         foreach (var raw in File.ReadLines(System.IO.Path.Combine(root, "reference", "align_cases.txt")))
@@ -96,46 +87,13 @@ public static class AlignmentTests
 
     static void RunCase(string name)
     {
-        var root = RepoRoot()!;
-        var trainer = System.IO.Path.Combine(AppContext.BaseDirectory, "Trainer.dll");
-        Must.True(File.Exists(trainer), $"Trainer.dll not next to the tests ({trainer})");
         Must.True(File.Exists("/usr/bin/python3"), "/usr/bin/python3 with torch is needed (apt-get install python3-torch)");
-        var psi = new ProcessStartInfo("bash")
-        {
-            WorkingDirectory = root,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in new[] { System.IO.Path.Combine(root, "reference", "align.sh"), "-o", OutDir, name }) psi.ArgumentList.Add(a);
-        psi.Environment["CS_TRAINER"] = $"dotnet {trainer}";
-        var output = new System.Text.StringBuilder();
-        using var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(10)))
-        {
-            try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw new Exception($"align.sh {name}: no result after 10 minutes\n{Tail(output)}");
-        }
-        p.WaitForExit();
-        if (p.ExitCode != 0)
-            throw new Exception($"align.sh {name} exited {p.ExitCode} (logs in {OutDir}/{name})\n{Tail(output)}");
-        string text;
-        lock (output) text = output.ToString();
-        Must.Contains(text, "-> PASS", $"align.sh {name} summary");
+        var (exit, output) = Scripts.Run("align.sh", ["-o", OutDir, name], TimeSpan.FromMinutes(10));
+        if (exit != 0)
+            throw new Exception($"align.sh {name} exited {exit} (logs in {OutDir}/{name})\n{Scripts.Tail(output)}");
+        Must.Contains(output, "-> PASS", $"align.sh {name} summary");
         // Logs stay for a failed case (the message names them); a passing case cleans up after itself.
         try { Directory.Delete(System.IO.Path.Combine(OutDir, name), recursive: true); } catch (IOException) { }
-    }
-
-    static string Tail(System.Text.StringBuilder sb)
-    {
-        string s;
-        lock (sb) s = sb.ToString();
-        var lines = s.Split('\n');
-        return string.Join('\n', lines.Skip(Math.Max(0, lines.Length - 40)));
     }
 
     /// <summary>CI runs the <c>ci</c> cases only (a few minutes on 2 cores); <c>reference/align.sh</c> alone runs all.</summary>

@@ -13,7 +13,7 @@ namespace Trainer
     {
         public const string Usage =
             "usage: Trainer [train] [--flag=value ...]   train a model (default command; --help lists every flag)\n" +
-            "       Trainer lr replay|preview ...        learning-rate schedule tools\n" +
+            "       Trainer lr replay|preview|plot-logs  learning-rate schedule tools\n" +
             "       Trainer prepare-data ...             tokenize text into llm.c token files\n" +
             "       Trainer lora-merge ...               merge LoRA adapters into the base weights (llm.c file)\n" +
             "       Trainer help | --help | --version\n" +

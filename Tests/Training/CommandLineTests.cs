@@ -38,7 +38,7 @@ public static class CommandLineTests
                     Must.Contains(output, "usage:", $"{c.Name} {help}");
                 }
             var top = Main("--help").Out;
-            foreach (var cmd in new[] { "lr replay|preview", "prepare-data", "lora-merge" }) Must.Contains(top, cmd, "top-level --help names the commands");
+            foreach (var cmd in new[] { "lr replay|preview|plot-logs", "prepare-data", "lora-merge" }) Must.Contains(top, cmd, "top-level --help names the commands");
             foreach (var args in new[] { new[] { "help" }, new[] { "lr", "--help" } }) Must.Equal(Main(args).Exit, 0, string.Join(" ", args));
         }),
         Spec.Case("an unknown flag is a usage error naming it, exit 2, for every subcommand", () =>

@@ -1,5 +1,3 @@
-using LanguageExt;
-
 namespace Schedules.Core;
 
 /// <summary>One reason a schedule configuration is refused: where, which parameter, the value given, and the rule it breaks.</summary>
@@ -64,9 +62,6 @@ public sealed class ProblemList
     {
         if (_items.Count > 0) throw new InvalidScheduleException(_items);
     }
-
-    public Validation<ScheduleProblem, T> ToValidation<T>(Func<T> build) =>
-        _items.Count > 0 ? Validation<ScheduleProblem, T>.Fail(_items.ToSeq()) : Validation<ScheduleProblem, T>.Success(build());
 
     internal static string Show(object? v) => v switch
     {

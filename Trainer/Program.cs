@@ -13,9 +13,11 @@ namespace Trainer
     {
         public const string Usage =
             "usage: Trainer [train] [--flag=value ...]   train a model (default command; --help lists every flag)\n" +
-            "       Trainer lr replay|preview ...        learning-rate schedule tools\n" +
+            "       Trainer lr replay|preview|plot-logs  learning-rate schedule tools\n" +
             "       Trainer prepare-data ...             tokenize text into llm.c token files\n" +
-            "       Trainer lora-merge ...               merge LoRA adapters into the base weights (llm.c file)\n";
+            "       Trainer lora-merge ...               merge LoRA adapters into the base weights (llm.c file)\n" +
+            "       Trainer help | --help | --version\n" +
+            "Every command lists its flags with --help (Trainer train --help, Trainer lr replay --help, ...).\n";
 
         /// <summary>
         /// On Unix, .NET's Console initialises the terminal on the first write to a console stream and sends terminfo's
@@ -56,6 +58,8 @@ namespace Trainer
             if (args.Length == 0 || args[0].StartsWith('-'))
             {
                 if (args.Length == 1 && args[0] is "--version") { Console.WriteLine("Trainer 0.1"); return 0; }
+                // Top-level --help: the commands, then the flags of the default command (train).
+                if (args.Length == 1 && args[0] is "--help" or "-h" or "-help" or "--helpfull") { Console.Write(Usage + "\n"); return Train(args); }
                 return Train(args);
             }
             var rest = args[1..];

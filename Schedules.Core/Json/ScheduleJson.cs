@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using LanguageExt;
 
 namespace Schedules.Core;
 
@@ -22,34 +21,38 @@ public static class ScheduleJson
         ["const", "pow", "step", "warmup_linear", "warmup_cosine", "inverse_sqrt", "one_minus_sqrt", "cosine_decay", "cosine_warmup"];
 
     /// <summary>Parses a schedule, or throws <see cref="ScheduleFormatException"/> listing every problem.</summary>
-    public static Schedule Parse(string json) =>
-        TryParse(json).Match(s => s, problems => throw new ScheduleFormatException(problems));
+    public static Schedule Parse(string json) => OrThrow(TryParse(json, out var problems), problems);
 
     /// <summary>Parses a schedule from an already parsed JSON value.</summary>
-    public static Schedule Parse(JsonNode? node) =>
-        TryParse(node).Match(s => s, problems => throw new ScheduleFormatException(problems));
+    public static Schedule Parse(JsonNode? node) => OrThrow(TryParse(node, out var problems), problems);
 
-    public static Validation<ScheduleProblem, Schedule> TryParse(string json)
+    static Schedule OrThrow(Schedule? s, IReadOnlyList<ScheduleProblem> problems) =>
+        s ?? throw new ScheduleFormatException(problems);
+
+    /// <summary>The schedule, or null and every problem found (each with its JSON path); never both.</summary>
+    public static Schedule? TryParse(string json, out IReadOnlyList<ScheduleProblem> problems)
     {
         JsonNode? node;
         try { node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = false }); }
         catch (JsonException e)
         {
-            return Validation<ScheduleProblem, Schedule>.Fail(Seq1(new ScheduleProblem("$", "json", Short(json), "not valid JSON: " + e.Message)));
+            problems = [new ScheduleProblem("$", "json", Short(json), "not valid JSON: " + e.Message)];
+            return null;
         }
-        return TryParse(node);
+        return TryParse(node, out problems);
     }
 
-    public static Validation<ScheduleProblem, Schedule> TryParse(JsonNode? node)
+    /// <inheritdoc cref="TryParse(string, out IReadOnlyList{ScheduleProblem})"/>
+    public static Schedule? TryParse(JsonNode? node, out IReadOnlyList<ScheduleProblem> problems)
     {
         // A parsed JsonObject keeps a key given twice until it is read, then throws ArgumentException: refuse it first.
         var duplicates = node is null ? [] : DuplicateKeys(node.ToJsonString());
-        if (duplicates.Count > 0) return Validation<ScheduleProblem, Schedule>.Fail(duplicates.ToSeq());
-        var problems = new List<ScheduleProblem>();
-        var s = new Reader(problems).Node(node, "$");
-        return problems.Count == 0 && s is not null
-            ? Validation<ScheduleProblem, Schedule>.Success(s)
-            : Validation<ScheduleProblem, Schedule>.Fail(problems.ToSeq());
+        if (duplicates.Count > 0) { problems = duplicates; return null; }
+        var found = new List<ScheduleProblem>();
+        var s = new Reader(found).Node(node, "$");
+        if (s is null && found.Count == 0) found.Add(new ScheduleProblem("$", "json", "null", "not a schedule object"));
+        problems = found;
+        return found.Count == 0 ? s : null;
     }
 
     /// <summary>Every key given twice in one object, at that object's JSON path ($, $.schedulers[1], $.lr_lambda[0], ...).</summary>
@@ -88,7 +91,6 @@ public static class ScheduleJson
         public int Index { get; set; }
     }
 
-    static Seq<ScheduleProblem> Seq1(ScheduleProblem p) => new[] { p }.ToSeq();
     static string Short(string s) => s.Length <= 40 ? s : s[..40] + "...";
 
     /// <summary>Reads one configuration tree, collecting problems instead of stopping at the first.</summary>
@@ -116,8 +118,8 @@ public static class ScheduleJson
             }
             Schedule? result = type switch
             {
-                "StepLR" => f.Build(() => new StepLR(f.Int("step_size", null, required: true)!.Value, f.Dbl("gamma", 0.1)!.Value)),
-                "MultiStepLR" => f.Build(() => new MultiStepLR(f.IntList("milestones", required: true)!, f.Dbl("gamma", 0.1)!.Value)),
+                "StepLR" => f.Build(() => new StepLR(f.Int("step_size", null, required: true)!.Value, f.Dbl("gamma", TorchDefaults.StepGamma)!.Value)),
+                "MultiStepLR" => f.Build(() => new MultiStepLR(f.IntList("milestones", required: true)!, f.Dbl("gamma", TorchDefaults.StepGamma)!.Value)),
                 "ConstantLR" => f.Build(() => new ConstantLR(f.Dbl("factor", 1.0 / 3)!.Value, f.Int("total_iters", 5)!.Value)),
                 "LinearLR" => f.Build(() => new LinearLR(f.Dbl("start_factor", 1.0 / 3)!.Value, f.Dbl("end_factor", 1.0)!.Value, f.Int("total_iters", 5)!.Value)),
                 "ExponentialLR" => f.Build(() => new ExponentialLR(f.Dbl("gamma", null, required: true)!.Value)),
@@ -129,19 +131,19 @@ public static class ScheduleJson
                     f.DblGroups("base_lr", null, required: true)!.Value, f.DblGroups("max_lr", null, required: true)!.Value,
                     f.Int("step_size_up", 2000)!.Value, f.Int("step_size_down", null),
                     f.Enum("mode", "triangular", ["triangular", "triangular2", "exp_range"]) switch { "triangular2" => CyclicMode.Triangular2, "exp_range" => CyclicMode.ExpRange, _ => CyclicMode.Triangular },
-                    f.Dbl("gamma", 1.0)!.Value, f.Bool("cycle_momentum", true),
+                    f.Dbl("gamma", TorchDefaults.CyclicGamma)!.Value, f.Bool("cycle_momentum", true),
                     f.DblGroups("base_momentum", 0.8), f.DblGroups("max_momentum", 0.9))),
                 "OneCycleLR" => f.Build(() => new OneCycleLR(
                     f.DblGroups("max_lr", null, required: true)!.Value, f.Int("total_steps", null), f.Int("epochs", null), f.Int("steps_per_epoch", null),
-                    f.Dbl("pct_start", 0.3)!.Value,
+                    f.Dbl("pct_start", TorchDefaults.OneCyclePctStart)!.Value,
                     f.Enum("anneal_strategy", "cos", ["cos", "linear"]) == "linear" ? AnnealStrategy.Linear : AnnealStrategy.Cos,
                     f.Bool("cycle_momentum", true), f.DblGroups("base_momentum", 0.85), f.DblGroups("max_momentum", 0.95),
-                    f.Dbl("div_factor", 25.0)!.Value, f.Dbl("final_div_factor", 1e4)!.Value, f.Bool("three_phase", false))),
+                    f.Dbl("div_factor", TorchDefaults.OneCycleDivFactor)!.Value, f.Dbl("final_div_factor", TorchDefaults.OneCycleFinalDivFactor)!.Value, f.Bool("three_phase", false))),
                 "ReduceLROnPlateau" => f.Build(() => new ReduceLROnPlateau(
                     f.Enum("mode", "min", ["min", "max"]) == "max" ? PlateauMode.Max : PlateauMode.Min,
-                    f.Dbl("factor", 0.1)!.Value, f.Int("patience", 10)!.Value, f.Dbl("threshold", 1e-4)!.Value,
+                    f.Dbl("factor", TorchDefaults.PlateauFactor)!.Value, f.Int("patience", TorchDefaults.PlateauPatience)!.Value, f.Dbl("threshold", TorchDefaults.PlateauThreshold)!.Value,
                     f.Enum("threshold_mode", "rel", ["rel", "abs"]) == "abs" ? ThresholdMode.Abs : ThresholdMode.Rel,
-                    f.Int("cooldown", 0)!.Value, f.DblGroups("min_lr", 0.0), f.Dbl("eps", 1e-8)!.Value)),
+                    f.Int("cooldown", TorchDefaults.PlateauCooldown)!.Value, f.DblGroups("min_lr", 0.0), f.Dbl("eps", 1e-8)!.Value)),
                 "LambdaLR" => f.Build(() => new LambdaLR(f.Lambdas("lr_lambda"))),
                 "MultiplicativeLR" => f.Build(() => new MultiplicativeLR(f.Lambdas("lr_lambda"))),
                 "SequentialLR" => Sequential(f, o, path),

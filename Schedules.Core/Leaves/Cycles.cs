@@ -19,7 +19,7 @@ public sealed record CyclicLR : LeafSchedule
     public PerGroup<double> MaxMomentum { get; }
 
     public CyclicLR(PerGroup<double> baseLr, PerGroup<double> maxLr, int stepSizeUp = 2000, int? stepSizeDown = null,
-        CyclicMode mode = CyclicMode.Triangular, double gamma = 1.0, bool cycleMomentum = true,
+        CyclicMode mode = CyclicMode.Triangular, double gamma = TorchDefaults.CyclicGamma, bool cycleMomentum = true,
         PerGroup<double>? baseMomentum = null, PerGroup<double>? maxMomentum = null)
     {
         BaseLr = baseLr; MaxLr = maxLr; StepSizeUp = stepSizeUp; StepSizeDown = stepSizeDown; Mode = mode; Gamma = gamma;
@@ -122,9 +122,9 @@ public sealed record OneCycleLR : LeafSchedule
     public int TotalSteps { get; }
 
     public OneCycleLR(PerGroup<double> maxLr, int? totalSteps = null, int? epochs = null, int? stepsPerEpoch = null,
-        double pctStart = 0.3, AnnealStrategy annealStrategy = AnnealStrategy.Cos, bool cycleMomentum = true,
-        PerGroup<double>? baseMomentum = null, PerGroup<double>? maxMomentum = null, double divFactor = 25.0,
-        double finalDivFactor = 1e4, bool threePhase = false)
+        double pctStart = TorchDefaults.OneCyclePctStart, AnnealStrategy annealStrategy = AnnealStrategy.Cos, bool cycleMomentum = true,
+        PerGroup<double>? baseMomentum = null, PerGroup<double>? maxMomentum = null, double divFactor = TorchDefaults.OneCycleDivFactor,
+        double finalDivFactor = TorchDefaults.OneCycleFinalDivFactor, bool threePhase = false)
     {
         MaxLr = maxLr; TotalStepsGiven = totalSteps; Epochs = epochs; StepsPerEpoch = stepsPerEpoch; PctStart = pctStart;
         AnnealStrategy = annealStrategy; CycleMomentum = cycleMomentum; BaseMomentum = baseMomentum ?? 0.85;

@@ -20,8 +20,8 @@ public sealed record ReduceLROnPlateau : LeafSchedule
     public PerGroup<double> MinLr { get; }
     public double Eps { get; }
 
-    public ReduceLROnPlateau(PlateauMode mode = PlateauMode.Min, double factor = 0.1, int patience = 10, double threshold = 1e-4,
-        ThresholdMode thresholdMode = ThresholdMode.Rel, int cooldown = 0, PerGroup<double>? minLr = null, double eps = 1e-8)
+    public ReduceLROnPlateau(PlateauMode mode = PlateauMode.Min, double factor = TorchDefaults.PlateauFactor, int patience = TorchDefaults.PlateauPatience,
+        double threshold = TorchDefaults.PlateauThreshold, ThresholdMode thresholdMode = ThresholdMode.Rel, int cooldown = TorchDefaults.PlateauCooldown, PerGroup<double>? minLr = null, double eps = 1e-8)
     {
         Mode = mode; Factor = factor; Patience = patience; Threshold = threshold; ThresholdMode = thresholdMode;
         Cooldown = cooldown; MinLr = minLr ?? 0.0; Eps = eps;

@@ -9,7 +9,7 @@ public sealed record StepLR : LeafSchedule
     public int StepSize { get; }
     public double Gamma { get; }
 
-    public StepLR(int stepSize, double gamma = 0.1)
+    public StepLR(int stepSize, double gamma = TorchDefaults.StepGamma)
     {
         StepSize = stepSize; Gamma = gamma;
         Problems(stepSize, gamma, new ProblemList()).ThrowIfAny();
@@ -41,7 +41,7 @@ public sealed record MultiStepLR : LeafSchedule
     public double Gamma { get; }
     readonly int[] _sorted;
 
-    public MultiStepLR(IEnumerable<int> milestones, double gamma = 0.1)
+    public MultiStepLR(IEnumerable<int> milestones, double gamma = TorchDefaults.StepGamma)
     {
         Milestones = milestones.ToImmutableArray(); Gamma = gamma;
         _sorted = Milestones.OrderBy(m => m).ToArray();

@@ -251,8 +251,9 @@ public static class DataTests
         }),
         Spec.Case("flag parsing is gflags style", () =>
         {
-            var d = PrepareDataCommand.ParseFlags(new[] { "--a=1", "-b=2", "--c-d", "3", "--e" });
-            Check(d["a"] == "1" && d["b"] == "2" && d["c_d"] == "3" && d["e"] == "true", string.Join(";", d));
+            var v = PrepareDataCommand.Flags().Parse(new[] { "--input=a.txt", "-output=b.bin", "--val-output", "v.bin", "--noeot", "--eot_paragraphs" });
+            Check(v.GetString("input") == "a.txt" && v.GetString("output") == "b.bin" && v.GetString("val_output") == "v.bin"
+                  && !v.GetBool("eot") && v.GetBool("eot_paragraphs"), string.Join(";", v.Given));
         }));
 
     static Test Embedded => Spec.List("embedded",

@@ -19,15 +19,25 @@ public sealed record FlagDef(string Name, FlagKind Kind, string Default, string 
 /// dashes and underscores alike in names, booleans as <c>--flag</c>, <c>--noflag</c>, <c>--flag=false</c>.
 /// <c>--</c> ends flag parsing; everything else that is not a flag is a positional argument.
 /// Declare flags, call <see cref="Parse"/>, then read typed values from the returned <see cref="FlagValues"/>.
+/// Every subcommand (train, prepare-data, lora-merge, lr replay|preview|plot-logs) declares its flags here and starts
+/// with <see cref="ParseOrReport"/>: --help (-h, --helpfull) prints <see cref="HelpText"/> and exits 0, an unknown flag
+/// or a bad value is one line naming the flag and exit code 2.
 /// </summary>
 public sealed class FlagSet
 {
     readonly List<FlagDef> _defs = new();
     readonly Dictionary<string, FlagDef> _byName = new(StringComparer.Ordinal);
 
-    public FlagSet(string program, string summary) { Program = program; Summary = summary; }
+    /// <param name="program">The command as typed (usage line).</param>
+    /// <param name="summary">What the command does (first lines of --help).</param>
+    /// <param name="arguments">The positional arguments it takes, for the usage line (e.g. <c>FILE.jsonl...</c>); empty = none.</param>
+    /// <param name="errorPrefix">What a usage error line starts with (<c>error</c>, or the command's name).</param>
+    public FlagSet(string program, string summary, string arguments = "", string errorPrefix = "error")
+    { Program = program; Summary = summary; Arguments = arguments; ErrorPrefix = errorPrefix; }
     public string Program { get; }
     public string Summary { get; }
+    public string Arguments { get; }
+    public string ErrorPrefix { get; }
     public IReadOnlyList<FlagDef> Definitions => _defs;
 
     public static string Normalize(string name) => name.Replace('-', '_');
@@ -100,6 +110,27 @@ public sealed class FlagSet
         return new FlagValues(this, set, positional, help);
     }
 
+    /// <summary>
+    /// The preamble every subcommand shares: parse <paramref name="args"/>; on --help write <see cref="HelpText"/> to
+    /// <paramref name="output"/> and return 0; on a usage error write <c>PREFIX: message</c> to <paramref name="error"/> and
+    /// return 2; otherwise return null with the parsed <paramref name="values"/> (the command runs).
+    /// </summary>
+    public int? ParseOrReport(IReadOnlyList<string> args, TextWriter output, TextWriter error, out FlagValues values)
+    {
+        values = null!;
+        try { values = Parse(args); }
+        catch (UsageException e) { error.WriteLine($"{ErrorPrefix}: {e.Message}"); return 2; }
+        if (values.HelpRequested) { output.Write(HelpText()); return 0; }
+        return null;
+    }
+
+    /// <summary>Reports a usage error (exit code 2) the way <see cref="ParseOrReport"/> does.</summary>
+    public int UsageError(TextWriter error, string message)
+    {
+        error.WriteLine($"{ErrorPrefix}: {message}");
+        return 2;
+    }
+
     string Suggest(string name)
     {
         var best = _defs.SelectMany(d => d.Aliases.Prepend(d.Name)).Select(n => (n, d: Distance(n, name))).OrderBy(t => t.d).FirstOrDefault();
@@ -147,8 +178,8 @@ public sealed class FlagSet
     {
         var sb = new StringBuilder();
         sb.AppendLine(Summary).AppendLine();
-        sb.AppendLine($"usage: {Program} [--flag=value | --flag value | --flag | --noflag] ...");
-        sb.AppendLine("Flag names take dashes or underscores alike.").AppendLine();
+        sb.AppendLine($"usage: {Program} [--flag=value | --flag value | --flag | --noflag] ...{(Arguments.Length > 0 ? " " + Arguments : "")}");
+        sb.AppendLine("Flag names take dashes or underscores alike; --help prints this text.").AppendLine();
         foreach (var g in _defs.GroupBy(d => d.Group))
         {
             if (g.Key.Length > 0) sb.AppendLine(g.Key + ":");

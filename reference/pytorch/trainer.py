@@ -71,7 +71,7 @@ FLAGS = {
     "cycle_momentum": (bool, False, ""), "pct_start": (float, 0.3, ""), "div_factor": (float, 25.0, ""),
     "final_div_factor": (float, 1e4, ""),
     "decay_steps": (int, 0, "warmup-stable-decay; 0 = max(1, steps/5)"),
-    "decay_shape": (str, "linear", "linear|1-sqrt"),
+    "decay_shape": (str, "linear", "linear|cosine|1-sqrt"),
     "patience": (int, 10, ""), "threshold": (float, 1e-4, ""), "cooldown": (int, 0, ""),
     "constant_factor": (float, 1.0, ""), "constant_iters": (int, 0, ""),
     # LoRA (lora.py; names and defaults as InfiniTrain / the C# trainer)

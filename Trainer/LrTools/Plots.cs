@@ -76,12 +76,23 @@ public static class Plots
             bool first = true;
             foreach (var run in Runs(spec, s))
             {
-                var line = plot.Add.Scatter(run.Select(p => p.X).ToArray(), run.Select(p => PlotY(spec, p.Y)).ToArray(), ColorOf(i));
+                double[] xs = run.Select(p => p.X).ToArray(), ys = run.Select(p => PlotY(spec, p.Y)).ToArray();
+                string legendText = first && s.Name.Length > 0 ? s.Name : "";
+                first = false;
+                if (run.Length == 1)
+                {
+                    // A lone point still shows, as a dot.
+                    var dot = plot.Add.Scatter(xs, ys, ColorOf(i));
+                    dot.MarkerSize = 6;
+                    dot.LegendText = legendText;
+                    continue;
+                }
+                // SignalXY draws x-sorted data at one min/max span per pixel column: a 2,000,000-step trace renders
+                // in well under a second, where a Scatter would stroke every segment.
+                var line = plot.Add.SignalXY(xs, ys, ColorOf(i));
                 line.ConnectStyle = s.Style == SeriesStyle.Steps ? ConnectStyle.StepHorizontal : ConnectStyle.Straight;
                 line.LineWidth = 2;
-                line.MarkerSize = run.Length == 1 ? 6 : 0; // a lone point still shows
-                if (first && s.Name.Length > 0) line.LegendText = s.Name;
-                first = false;
+                line.LegendText = legendText;
             }
         }
         if (spec.Title is { Length: > 0 } title) plot.Title(title, 16);
@@ -99,6 +110,9 @@ public static class Plots
         plot.Axes.SetLimits(x0, x1, ly0 - pad, ly1 + pad);
         if (spec.LogY) plot.Axes.Left.TickGenerator = LogTicks(ly0 - pad, ly1 + pad);
         else plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = v => Short(v, 6) };
+        // Steps are whole numbers: no tick at step 2.5.
+        bool wholeX = spec.Series.All(s => s.Points.All(p => !double.IsFinite(p.X) || p.X == Math.Floor(p.X)));
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = wholeX, LabelFormatter = v => Short(v, 6) };
         return plot;
     }
 

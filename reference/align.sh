@@ -11,7 +11,7 @@
 # (DP 1: a single process). compare.py then checks every LR and logged momentum/beta1 (relative 1e-10) and loss
 # (absolute 1e-5) and prints a table per case.
 # Writes OUTDIR/CASE/{csharp,torch}.{jsonl,log}, table.txt, curves.png (compare.py) and, when the C# trainer has
-# `plot-logs`, plot.png (the project's LineChart). Exit 0 iff every selected case passes.
+# `plot-logs`, plot.png (drawn with ScottPlot). Exit 0 iff every selected case passes.
 # CS_TRAINER: how to start the C# trainer (default: dotnet Trainer/bin/Release/net10.0/Trainer.dll).
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

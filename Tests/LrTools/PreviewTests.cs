@@ -3,7 +3,8 @@ using Expecto;
 using Schedules.Core;
 using Tests.Harness;
 using Trainer.LrTools;
-using Trainer.LrTools.Charts;
+using ScottPlot;
+using SkiaSharp;
 using static Tests.LrTools.Kit;
 
 namespace Tests.LrTools;
@@ -174,7 +175,7 @@ public static class PreviewTests
             Equal("drop", lines[0].Trim(), "title");
 
             var chart = PreviewCommand.Chart(ScheduleJson.Parse(StepJson), ScheduleJson.Parse(StepJson).Trace([1.0], 99), new PreviewOptions { Title = "drop" });
-            var f = chart.AsciiFrame(60, 15);
+            var f = AsciiChart.Frame(chart, 60, 15);
             char At(int row, int col) => col < lines[row].Length ? lines[row][col] : ' ';
             int top = f.Row(1.0), bottom = f.Row(0.1), drop = f.Column(50);
             Equal(f.Top, top, "max on the top plot row");
@@ -207,125 +208,151 @@ public static class PreviewTests
             Contains(o, "+ group 1 (lr=0.5)", "legend 1");
         }));
 
-    static Kit.Png RenderStepPng(string dir, int w, int h, params string[] extra)
+    /// <summary>`lr preview --format=png` of StepLR(50, 0.1) over 100 steps; the bytes must be those of the chart it describes.</summary>
+    static (Kit.Png Png, ChartSpec Spec, Plot Plot) RenderStepPng(string dir, int w, int h, PreviewOptions o, params string[] extra)
     {
         string file = Path.Combine(dir, "c.png");
         var r = Run(["--lr-schedule=" + StepJson, "--steps=100", "--format=png", "--output=" + file, $"--width={w}", $"--height={h}", .. extra]);
         Equal(0, r.Exit, "exit " + r.Err);
-        return ReadPng(File.ReadAllBytes(file));
+        var s = ScheduleJson.Parse(StepJson);
+        var spec = PreviewCommand.Chart(s, s.Trace(o.Lrs, 100), o);
+        var plot = Plots.Build(spec);
+        byte[] bytes = File.ReadAllBytes(file);
+        True(bytes.AsSpan().SequenceEqual(Plots.Png(plot, w, h)), "the file is the chart of PreviewCommand.Chart (which placed `plot`'s pixels)");
+        return (ReadPng(bytes), spec, plot);
     }
 
-    static bool IsColor(Kit.Png p, int x, int y, Rgb c)
+    /// <summary>Where a data point lies in the image (after the plot was rendered; log10 of y on a log chart).</summary>
+    static Pixel At(Plot plot, ChartSpec spec, double x, double y) => plot.GetPixel(new Coordinates(x, Plots.PlotY(spec, y)));
+
+    static void LineAt(Kit.Png p, Plot plot, ChartSpec spec, double x, double y, ScottPlot.Color c, string what, int dy = 0)
     {
-        var (r, g, b) = p.At(x, y);
-        return r == c.R && g == c.G && b == c.B;
+        var px = At(plot, spec, x, y);
+        True(Near(p, px.X, px.Y + dy, c), $"{what}: no {c} pixel near ({px.X:F1}, {px.Y + dy:F1})");
+    }
+
+    static void NoLineAt(Kit.Png p, Plot plot, ChartSpec spec, double x, double y, ScottPlot.Color c, string what, int dy = 0)
+    {
+        var px = At(plot, spec, x, y);
+        True(!Near(p, px.X, px.Y + dy, c, 2), $"{what}: a {c} pixel near ({px.X:F1}, {px.Y + dy:F1})");
+    }
+
+    /// <summary>Dark (text) pixels in the band of rows [y0, y1): the title and axis names were drawn with a font.</summary>
+    static int DarkPixels(Kit.Png p, int y0, int y1)
+    {
+        int n = 0;
+        for (int y = Math.Max(0, y0); y < Math.Min(p.Height, y1); y++)
+            for (int x = 0; x < p.Width; x++)
+            {
+                var c = p.At(x, y);
+                if (c.Red < 100 && c.Green < 100 && c.Blue < 100) n++;
+            }
+        return n;
     }
 
     [Tests]
     public static Test Png => Spec.List("lr preview png",
-        Spec.Case("valid PNG: signature, IHDR, chunk CRCs, IDAT size", () => InTempDir(dir =>
+        Spec.Case("a PNG of the requested size, with a title drawn in a font", () => InTempDir(dir =>
         {
-            var p = RenderStepPng(dir, 640, 400);
+            var (p, _, plot) = RenderStepPng(dir, 640, 400, new PreviewOptions { Title = "drop" }, "--title=drop");
             Equal(640, p.Width, "IHDR width"); Equal(400, p.Height, "IHDR height");
-            True(p.Chunks.SequenceEqual(["IHDR", "IDAT", "IEND"]), "chunks " + string.Join(",", p.Chunks));
+            var data = plot.RenderManager.LastRender.DataRect;
+            True(data.Width > 400 && data.Height > 250, $"the data area fills most of the image ({data})");
+            True(DarkPixels(p, 0, (int)data.Top) > 50, "title text above the data area");
+            True(DarkPixels(p, (int)data.Bottom + 2, p.Height) > 100, "tick labels and axis name below it");
         })),
-        Spec.Case("a StepLR drop is a vertical step of the series colour", () => InTempDir(dir =>
+        Spec.Case("a StepLR drop is a vertical step of the series colour: stairs, not a diagonal", () => InTempDir(dir =>
         {
-            var p = RenderStepPng(dir, 800, 480);
-            var s = ScheduleJson.Parse(StepJson);
-            var f = PreviewCommand.Chart(s, s.Trace([1.0], 100), new PreviewOptions()).PngFrame(800, 480);
-            var blue = LineChart.ColorOf(0);
-            int hi = f.Row(1.0), lo = f.Row(0.1), drop = f.Column(50);
+            var (p, spec, plot) = RenderStepPng(dir, 800, 480, new PreviewOptions());
+            var blue = Plots.ColorOf(0);
+            double hi = At(plot, spec, 0, 1.0).Y, lo = At(plot, spec, 0, 0.1).Y;
             True(hi < lo - 50, "the drop spans many pixels");
             foreach (int step in new[] { 2, 10, 25, 40, 48 })
             {
-                True(IsColor(p, f.Column(step), hi, blue), $"high line at step {step}");
-                True(!IsColor(p, f.Column(step), lo, blue), $"no low line at step {step}");
+                LineAt(p, plot, spec, step + 0.5, 1.0, blue, $"high line over step {step}");
+                NoLineAt(p, plot, spec, step + 0.5, 0.1, blue, $"low line over step {step}");
             }
-            foreach (int step in new[] { 52, 60, 75, 90, 99 })
+            foreach (int step in new[] { 52, 60, 75, 90, 98 })
             {
-                True(IsColor(p, f.Column(step), lo, blue), $"low line at step {step}");
-                True(!IsColor(p, f.Column(step), hi, blue), $"no high line at step {step}");
+                LineAt(p, plot, spec, step + 0.5, 0.1, blue, $"low line over step {step}");
+                NoLineAt(p, plot, spec, step + 0.5, 1.0, blue, $"high line over step {step}");
             }
-            for (int y = hi; y <= lo; y++) True(IsColor(p, drop, y, blue), $"vertical step at x={drop}, y={y}");
-            True(!IsColor(p, f.Column(25), (hi + lo) / 2, blue), "nothing between the levels away from the drop");
+            // The rate of step 49 holds until x = 50, where the line falls straight down.
+            for (double y = 0.15; y < 0.99; y += 0.05) LineAt(p, plot, spec, 50, y, blue, $"vertical step at x=50, y={y:F2}");
+            foreach (double x in new[] { 25.0, 49.3, 50.7, 75.0 }) NoLineAt(p, plot, spec, x, 0.55, blue, $"nothing between the levels at x={x}");
         })),
-        Spec.Case("--log-y puts the decades evenly apart", () => InTempDir(dir =>
+        Spec.Case("--log-y puts the decades evenly apart and the line at its value", () => InTempDir(dir =>
         {
-            var p = RenderStepPng(dir, 800, 480, "--log-y", "--title=log");
-            var s = ScheduleJson.Parse(StepJson);
-            var f = PreviewCommand.Chart(s, s.Trace([1.0], 100), new PreviewOptions { LogY = true, Title = "log" }).PngFrame(800, 480);
-            int r1 = f.Row(1.0), r01 = f.Row(0.1), r001 = f.Row(0.01);
-            True(Math.Abs((r01 - r1) - (r001 - r01)) <= 1, $"decades {r1},{r01},{r001}");
-            True(IsColor(p, f.Column(75), r01, LineChart.ColorOf(0)), "0.1 on the log axis");
-            True(IsColor(p, f.Column(125 / 2), r01, LineChart.ColorOf(0)), "0.1 at step 62");
+            var o = new PreviewOptions { LogY = true, Title = "log" };
+            var (p, spec, plot) = RenderStepPng(dir, 800, 480, o, "--log-y", "--title=log");
+            double r1 = At(plot, spec, 0, 1.0).Y, r01 = At(plot, spec, 0, 0.1).Y, r001 = At(plot, spec, 0, 0.01).Y;
+            True(r01 - r1 > 50 && Math.Abs((r01 - r1) - (r001 - r01)) <= 1, $"decades {r1},{r01},{r001}");
+            LineAt(p, plot, spec, 75, 0.1, Plots.ColorOf(0), "0.1 at step 75");
+            LineAt(p, plot, spec, 25, 1.0, Plots.ColorOf(0), "1 at step 25");
+            NoLineAt(p, plot, spec, 25, Math.Sqrt(0.1), Plots.ColorOf(0), "nothing half a decade down at step 25");
         })),
-        Spec.Case("two groups in distinct colours", () => InTempDir(dir =>
+        Spec.Case("two groups in distinct colours, with a legend", () => InTempDir(dir =>
         {
-            var p = RenderStepPng(dir, 800, 480, "--lrs=1,0.5");
-            var s = ScheduleJson.Parse(StepJson);
-            var f = PreviewCommand.Chart(s, s.Trace([1.0, 0.5], 100), new PreviewOptions { Lrs = [1.0, 0.5], LrsGiven = true }).PngFrame(800, 480);
-            True(IsColor(p, f.Column(10), f.Row(1.0), LineChart.ColorOf(0)), "group 0");
-            True(IsColor(p, f.Column(10), f.Row(0.5), LineChart.ColorOf(1)), "group 1");
-            True(LineChart.ColorOf(0) != LineChart.ColorOf(1), "distinct");
+            var o = new PreviewOptions { Lrs = [1.0, 0.5], LrsGiven = true };
+            var (p, spec, plot) = RenderStepPng(dir, 800, 480, o, "--lrs=1,0.5");
+            LineAt(p, plot, spec, 10, 1.0, Plots.ColorOf(0), "group 0");
+            LineAt(p, plot, spec, 10, 0.5, Plots.ColorOf(1), "group 1");
+            NoLineAt(p, plot, spec, 10, 0.5, Plots.ColorOf(0), "group 0 is not at 0.5");
+            True(!IsColor(new SKColor(Plots.ColorOf(0).R, Plots.ColorOf(0).G, Plots.ColorOf(0).B), Plots.ColorOf(1)), "distinct colours");
+            True(plot.Legend.IsVisible, "legend shown");
+            Equal("group 1 (lr=0.5)", spec.Series[1].Name, "legend text of group 1");
         })));
 
     [Tests]
-    public static Test Chart => Spec.List("LineChart",
+    public static Test Chart => Spec.List("lr charts",
         Spec.Case("series with different x ranges, title and legend", () =>
         {
-            var ours = ChartSeries.From("ours", Enumerable.Range(0, 300).Select(i => ((double)i, 4.0 * Math.Exp(-i / 80.0) + 1)));
-            var torch = ChartSeries.From("PyTorch", Enumerable.Range(0, 100).Select(i => (i * 2.0 + 50, 4.0 * Math.Exp(-(i * 2.0 + 50) / 80.0) + 1.1)));
-            var chart = new LineChart([ours, torch]) { Title = "training loss", XLabel = "step", YLabel = "loss" };
-            var png = ReadPng(chart.ToPng(900, 500));
-            Equal(900, png.Width, "width");
-            var f = chart.PngFrame(900, 500);
-            Equal(0.0, f.X.Min, "x from the earliest series start");
-            Equal(299.0, f.X.Max, "x to the latest series end");
-            True(IsColor(png, f.Column(10), f.Row(4.0 * Math.Exp(-10 / 80.0) + 1), LineChart.ColorOf(0)), "ours at x=10");
-            True(IsColor(png, f.Column(150), f.Row(4.0 * Math.Exp(-150 / 80.0) + 1.1), LineChart.ColorOf(1)), "PyTorch at x=150");
+            var ours = new ChartSeries("ours", Enumerable.Range(0, 300).Select(i => ((double)i, 4.0 * Math.Exp(-i / 80.0) + 1)).ToArray());
+            var torch = new ChartSeries("PyTorch", Enumerable.Range(0, 100).Select(i => (i * 2.0 + 50, 4.0 * Math.Exp(-(i * 2.0 + 50) / 80.0) + 1.1)).ToArray());
+            var spec = new ChartSpec([ours, torch], "training loss", "step", "loss");
+            var plot = Plots.Build(spec);
+            var p = ReadPng(Plots.Png(plot, 900, 500));
+            Equal((900, 500), (p.Width, p.Height), "size");
+            var lim = plot.Axes.GetLimits();
+            Equal((0.0, 299.0), (lim.Left, lim.Right), "x from the earliest series start to the latest series end");
+            LineAt(p, plot, spec, 10, 4.0 * Math.Exp(-10 / 80.0) + 1, Plots.ColorOf(0), "ours at x=10");
+            LineAt(p, plot, spec, 150, 4.0 * Math.Exp(-150 / 80.0) + 1.1, Plots.ColorOf(1), "PyTorch at x=150");
+            var data = plot.RenderManager.LastRender.DataRect;
             int pytorchPixels = 0;
-            for (int y = f.Row(2.0); y < png.Height; y++) // below the legend (top right)
-                for (int x = f.Column(250) + 2; x < png.Width; x++)
-                    if (IsColor(png, x, y, LineChart.ColorOf(1))) pytorchPixels++;
+            for (int y = (int)At(plot, spec, 0, 2.0).Y; y < (int)data.Bottom; y++) // below the legend (top right)
+                for (int x = (int)At(plot, spec, 250, 1).X + 3; x < (int)data.Right; x++)
+                    if (IsColor(p.At(x, y), Plots.ColorOf(1), 16)) pytorchPixels++;
             Equal(0, pytorchPixels, "PyTorch's series stops at x=248");
-            if (Environment.GetEnvironmentVariable("LR_PREVIEW_TEST_PNG") is { Length: > 0 } keep) File.WriteAllBytes(keep, chart.ToPng(900, 500));
-            var ascii = chart.ToAscii(70, 16).Split('\n')[..^1];
+            if (Environment.GetEnvironmentVariable("LR_PREVIEW_TEST_PNG") is { Length: > 0 } keep) File.WriteAllBytes(keep, Plots.Png(plot, 900, 500));
+            var ascii = AsciiChart.Render(spec, 70, 16).Split('\n')[..^1];
             Equal(16, ascii.Length, "ascii lines");
             Contains(ascii[^1], "* ours", "ascii legend");
             Contains(ascii[^1], "+ PyTorch", "ascii legend");
         }),
         Spec.Case("non-finite points break the line; nothing plottable is refused", () =>
         {
-            var s = new ChartSeries("x", [new(0, 1), new(1, double.NaN), new(2, 3)]);
-            _ = new LineChart([s]).ToPng(200, 150);
+            var spec = new ChartSpec([new ChartSeries("x", [(0, 1), (1, double.NaN), (2, 3), (3, 3)])]);
+            var plot = Plots.Build(spec);
+            var p = ReadPng(Plots.Png(plot, 400, 300));
+            if (Environment.GetEnvironmentVariable("LR_CHART_DEBUG") is { Length: > 0 } dbg) File.WriteAllBytes(dbg, Plots.Png(plot, 400, 300));
+            LineAt(p, plot, spec, 2.15, 3, Plots.ColorOf(0), "the segment after the gap (left of the legend)");
+            NoLineAt(p, plot, spec, 1, 2, Plots.ColorOf(0), "no segment across the gap");
             bool threw = false;
-            try { new LineChart([new ChartSeries("z", [new(0, 0), new(1, -1)])]) { LogY = true }.ToPng(); }
-            catch (ArgumentException) { threw = true; }
+            try { Plots.Build(new ChartSpec([new ChartSeries("z", [(0, 0), (1, -1)])], LogY: true)); }
+            catch (ArgumentException e) { threw = e.Message.StartsWith("nothing to plot"); }
             True(threw, "log axis without positive values");
         }),
         Spec.Case("smallest PNG, long title, one point", () =>
         {
-            var chart = new LineChart([new ChartSeries("only", [new(5, 0.25)])]) { Title = new string('T', 200) };
-            var p = ReadPng(chart.ToPng(160, 120));
-            Equal(160, p.Width, "width"); Equal(120, p.Height, "height");
-            var f = chart.PngFrame(160, 120);
-            True(IsColor(p, f.Column(5), f.Row(0.25), LineChart.ColorOf(0)), "the point is drawn");
-            Equal(7, chart.ToAscii(30, 7).Split("\n").Length - 1, "ascii lines");
-        }),
-        Spec.Case("PNG encoder CRC matches a bitwise CRC-32", () =>
-        {
-            var data = System.Text.Encoding.ASCII.GetBytes("123456789");
-            Equal(0xCBF43926u, Crc32.Compute(data), "CRC-32 check value");
-            Equal(Crc(data), Crc32.Compute(data), "bitwise");
-        }),
-        Spec.Case("RGBA encode round-trips", () =>
-        {
-            var px = new byte[3 * 2 * 4];
-            for (int i = 0; i < px.Length; i++) px[i] = (byte)(i * 7);
-            var p = ReadPng(PngEncoder.Encode(3, 2, 4, px));
-            Equal(4, p.Channels, "channels");
-            True(p.Pixels.SequenceEqual(px), "pixels");
+            var spec = new ChartSpec([new ChartSeries("only", [(5, 0.25)])], new string('T', 200));
+            var plot = Plots.Build(spec);
+            var p = ReadPng(Plots.Png(plot, Plots.MinWidth, Plots.MinHeight));
+            Equal((160, 120), (p.Width, p.Height), "size");
+            LineAt(p, plot, spec, 5, 0.25, Plots.ColorOf(0), "the point is drawn");
+            Equal(7, AsciiChart.Render(spec, 30, 7).Split("\n").Length - 1, "ascii lines");
+            bool threw = false;
+            try { Plots.Png(plot, 159, 120); } catch (ArgumentOutOfRangeException e) { threw = e.Message.Contains("at least 160x120"); }
+            True(threw, "smaller is refused");
         }));
 
     static Test Refused(string name, string message, params string[] args) => RefusedWith(name, message, _ => { }, args);

@@ -1,14 +1,13 @@
 using System.Globalization;
 using System.Text.Json;
 using Trainer.Cli;
-using Trainer.LrTools.Charts;
 
 namespace Trainer.LrTools;
 
 /// <summary>
 /// <c>Trainer lr plot-logs A.jsonl B.jsonl [...] --output=FILE.png</c>: the learning rate, the train loss and (for two logs)
 /// the absolute loss difference per step of <c>--log_json</c> files (this trainer's or the PyTorch reference's), drawn
-/// with <see cref="LineChart"/> as three panels stacked in one PNG.
+/// with ScottPlot (<see cref="Plots"/>) as panels stacked in one PNG.
 /// </summary>
 public static class PlotLogsCommand
 {
@@ -54,29 +53,25 @@ public static class PlotLogsCommand
         return rows;
     }
 
-    /// <summary>The PNG: LR panel, loss panel and (two logs) |loss difference| panel, stacked.</summary>
-    public static byte[] Render(IReadOnlyList<(string Label, IReadOnlyList<LogRow> Rows)> logs, string? title, int width = 900, int panelHeight = 360)
+    /// <summary>The panels: LR per step (stairs), train loss per step and, for two logs, |loss difference| per step.</summary>
+    public static IReadOnlyList<ChartSpec> Panels(IReadOnlyList<(string Label, IReadOnlyList<LogRow> Rows)> logs, string? title)
     {
-        var panels = new List<Canvas>
+        var panels = new List<ChartSpec>
         {
-            new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Select(r => ((double)r.Step, r.Lr)), SeriesStyle.Steps)).ToArray())
-            { Title = (title is { Length: > 0 } ? title + ": " : "") + "learning rate per step", XLabel = "step", YLabel = "lr" }.Render(width, panelHeight),
-            new LineChart(logs.Select(g => ChartSeries.From(g.Label, g.Rows.Where(r => double.IsFinite(r.Loss)).Select(r => ((double)r.Step, r.Loss)))).ToArray())
-            { Title = "train loss", XLabel = "step", YLabel = "loss" }.Render(width, panelHeight),
+            new(logs.Select(g => new ChartSeries(g.Label, g.Rows.Select(r => ((double)r.Step, r.Lr)).ToArray(), SeriesStyle.Steps)).ToArray(),
+                (title is { Length: > 0 } ? title + ": " : "") + "learning rate per step", "step", "lr"),
+            new(logs.Select(g => new ChartSeries(g.Label, g.Rows.Where(r => double.IsFinite(r.Loss)).Select(r => ((double)r.Step, r.Loss)).ToArray())).ToArray(),
+                "train loss", "step", "loss"),
         };
         if (logs.Count == 2)
         {
             var b = logs[1].Rows.Where(r => double.IsFinite(r.Loss)).ToDictionary(r => r.Step, r => r.Loss);
             var diff = logs[0].Rows.Where(r => double.IsFinite(r.Loss) && b.ContainsKey(r.Step)).Select(r => ((double)r.Step, Math.Abs(r.Loss - b[r.Step]))).ToArray();
             if (diff.Length > 0)
-                panels.Add(new LineChart([ChartSeries.From($"|{logs[0].Label} - {logs[1].Label}|", diff)])
-                { Title = $"absolute loss difference (max {diff.Max(d => d.Item2).ToString("0.00e+00", Inv)})", XLabel = "step", YLabel = "|d loss|" }.Render(width, panelHeight));
+                panels.Add(new([new ChartSeries($"|{logs[0].Label} - {logs[1].Label}|", diff)],
+                    $"absolute loss difference (max {diff.Max(d => d.Item2).ToString("0.00e+00", Inv)})", "step", "|d loss|"));
         }
-        int h = panels.Sum(p => p.Height);
-        var px = new byte[width * h * 3];
-        int off = 0;
-        foreach (var p in panels) { p.Pixels.CopyTo(px, off); off += p.Pixels.Length; }
-        return PngEncoder.Encode(width, h, 3, px);
+        return panels;
     }
 
     public static FlagSet Flags() => new FlagSet("Trainer lr plot-logs", Usage.TrimEnd(), "LOG.jsonl [LOG2.jsonl ...]", "lr plot-logs")
@@ -85,6 +80,10 @@ public static class PlotLogsCommand
         .String("title", "", "Title prefix of the learning-rate panel.")
         .Int("width", 900, "Image width in pixels (at least 160).")
         .Int("height", 360, "Height of each panel in pixels (at least 120).");
+
+    /// <summary>The PNG: the <see cref="Panels"/>, each <paramref name="panelHeight"/> pixels high, stacked.</summary>
+    public static byte[] Render(IReadOnlyList<(string Label, IReadOnlyList<LogRow> Rows)> logs, string? title, int width = 900, int panelHeight = 360) =>
+        Plots.Stacked(Panels(logs, title).Select(Plots.Build).ToArray(), width, panelHeight);
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using Schedules.Core;
 using Trainer.Cli;
-using Trainer.LrTools.Charts;
 
 namespace Trainer.LrTools;
 
@@ -38,10 +37,10 @@ public static class PreviewCommand
                 case PreviewFormat.Table: text = Table(trace, metrics, o.Every); break;
                 case PreviewFormat.Csv: text = Csv(trace, metrics, o.Every); break;
                 case PreviewFormat.Ascii:
-                    text = Chart(schedule, trace, o).ToAscii(o.Width ?? PreviewDefaults.AsciiWidth, o.Height ?? PreviewDefaults.AsciiHeight);
+                    text = AsciiChart.Render(Chart(schedule, trace, o), o.Width ?? PreviewDefaults.AsciiWidth, o.Height ?? PreviewDefaults.AsciiHeight);
                     break;
                 case PreviewFormat.Png:
-                    bytes = Chart(schedule, trace, o).ToPng(o.Width ?? PreviewDefaults.PngWidth, o.Height ?? PreviewDefaults.PngHeight);
+                    bytes = Plots.Png(Plots.Build(Chart(schedule, trace, o)), o.Width ?? PreviewDefaults.PngWidth, o.Height ?? PreviewDefaults.PngHeight);
                     break;
             }
             if (o.Output is null) { stdout.Write(text); stdout.Flush(); }
@@ -206,21 +205,19 @@ public static class PreviewCommand
         return sb.ToString();
     }
 
-    /// <summary>The chart of a trace: one step-style series per group against the step number.</summary>
-    public static LineChart Chart(Schedule schedule, double[][] trace, PreviewOptions o)
+    /// <summary>The chart of a trace: one step-shaped series per group against the step number (an LR holds for its step).</summary>
+    public static ChartSpec Chart(Schedule schedule, double[][] trace, PreviewOptions o)
     {
         int groups = trace[0].Length;
         var series = Enumerable.Range(0, groups).Select(g => new ChartSeries(
-            groups == 1 ? "lr" : $"group {g} (lr={ChartAxis.Short(o.Lrs[g], 4)})",
-            trace.Select((row, k) => new ChartPoint(k, row[g])).ToArray(),
+            groups == 1 ? "lr" : $"group {g} (lr={Plots.Short(o.Lrs[g], 4)})",
+            trace.Select((row, k) => ((double)k, row[g])).ToArray(),
             SeriesStyle.Steps)).ToArray();
-        return new LineChart(series)
-        {
-            Title = o.Title ?? $"{Describe(schedule)}, {trace.Length - 1} steps",
-            XLabel = "step",
-            YLabel = o.LrsGiven ? "lr" : "lr (factor: initial lr = 1)",
-            LogY = o.LogY,
-        };
+        return new ChartSpec(series,
+            Title: o.Title ?? $"{Describe(schedule)}, {trace.Length - 1} steps",
+            XLabel: "step",
+            YLabel: o.LrsGiven ? "lr" : "lr (factor: initial lr = 1)",
+            LogY: o.LogY);
     }
 
     /// <summary>A one-line name: the class, with composites' children in parentheses.</summary>

@@ -26,7 +26,7 @@ public static class PreviewLongTests
             var r = Run("--lr-schedule=" + BillionWarmupCosine, "--format=csv", "--steps=1000000000", "--every=1000000", "--lr=6e-4");
             sw.Stop();
             Equal(0, r.Exit, "exit (" + r.Err + ")");
-            True(sw.Elapsed.TotalMilliseconds < 500, $"took {sw.Elapsed.TotalMilliseconds:0} ms");
+            True(sw.Elapsed.TotalMilliseconds < 1000, $"took {sw.Elapsed.TotalMilliseconds:0} ms");
             var lines = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Equal(1002, lines.Length, "header + 1,001 rows");
             var s = ScheduleJson.Parse(System.Text.Json.Nodes.JsonNode.Parse(BillionWarmupCosine));

@@ -52,6 +52,17 @@ public static class PreviewLongTests
             Contains(a.Out, "1000000000 steps", "the chart's title names the step count");
             True(sw.Elapsed.TotalMilliseconds < 1500, $"took {sw.Elapsed.TotalMilliseconds:0} ms");
         }),
+        Spec.Case("a 10^9-step warmup-cosine PNG (2,001 sampled steps) in under a second", () => InTempDir(dir =>
+        {
+            string png = Path.Combine(dir, "wc.png");
+            Run("--lr-scheduler=cosine", "--warmup_steps=2000", "--steps=3000", "--format=png", "--output=" + png); // warm-up
+            var sw = Stopwatch.StartNew();
+            var r = Run("--lr-scheduler=cosine", "--warmup_steps=2000", "--steps=1000000000", "--lr=6e-4", "--format=png", "--output=" + png);
+            sw.Stop();
+            Equal(0, r.Exit, "exit (" + r.Err + ")");
+            True(new FileInfo(png).Length > 1000, "a PNG was written");
+            True(sw.Elapsed.TotalMilliseconds < 1000, $"took {sw.Elapsed.TotalMilliseconds:0} ms");
+        })),
         Spec.Case("no closed form: the run's cap, with the reason", () =>
         {
             var r = Run("--lr-schedule={\"type\":\"ChainedScheduler\",\"schedulers\":[{\"type\":\"CosineAnnealingLR\",\"T_max\":100,\"eta_min\":0.01},{\"type\":\"ExponentialLR\",\"gamma\":0.99}]}",

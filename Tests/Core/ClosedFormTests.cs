@@ -22,7 +22,7 @@ public static class ClosedFormTests
     static ulong Seed => ulong.TryParse(Environment.GetEnvironmentVariable("LR_PROPERTY_SEED"), out var s) ? s : DefaultSeed;
 
     /// <summary>Outcome of comparing Lr with a one-group run over a case's steps.</summary>
-    public sealed record Agreement(bool Bound, int ClosedSteps, int RunSteps, int CosineDriftSteps = 0, double MaxCosineDrift = 0);
+    public sealed record Agreement(bool Bound, int ClosedSteps, int RunSteps, int CosineDriftSteps = 0, double MaxCosineDrift = 0, int Depth = 0);
 
     /// <summary>
     /// Steps a one-group run of <paramref name="schedule"/> and compares every step with <c>Lr</c>: within 1e-12 relative up
@@ -73,8 +73,10 @@ public static class ClosedFormTests
                     throw new Exception($"{what}: cached run at step {t} gives {got:R}, a fresh run {want:R}; {schedule.ToJson()}");
             }
         }
-        return new Agreement(true, closed, ran, drift, maxDrift);
+        return new Agreement(true, closed, ran, drift, maxDrift, Depth(schedule));
     }
+
+    static int Depth(Schedule s) => s.Children.Count == 0 ? 0 : 1 + s.Children.Max(Depth);
 
     static bool HasCosineFloor(Schedule s) => s is CosineAnnealingLR { EtaMin: not 0.0 } || s.Children.Any(HasCosineFloor);
 
@@ -91,9 +93,31 @@ public static class ClosedFormTests
     {
         var bound = results.Where(r => r.Bound).ToList();
         Say.Line($"core.closedform: {name}: {bound.Count}/{results.Count} cases bind to one group; " +
-                 $"{bound.Count(r => r.RunSteps == 0)} wholly closed form; {bound.Sum(r => r.ClosedSteps)} steps compared in closed form, " +
+                 $"{bound.Count(r => r.RunSteps == 0)} wholly closed form ({bound.Count(r => r.RunSteps == 0 && r.Depth == 1)} composites of leaves, " +
+                 $"{bound.Count(r => r.RunSteps == 0 && r.Depth >= 2)} nested deeper); {bound.Sum(r => r.ClosedSteps)} steps compared in closed form, " +
                  $"{bound.Sum(r => r.RunSteps)} from the cached run; {bound.Sum(r => r.CosineDriftSteps)} steps within 1e-11 of the base LR only " +
                  $"(cosine recursion drift, {bound.Count(r => r.CosineDriftSteps > 0)} cases, at most {bound.Select(r => r.MaxCosineDrift).DefaultIfEmpty(0).Max():E2} of the rate)");
+    }
+
+    /// <summary>Leaves whose closed form composes (a cosine with eta_min > 0 only where it is a sole writer).</summary>
+    static readonly string[] ClosedLeaves =
+        ["StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "LambdaLR"];
+
+    /// <summary>ChainedSchedulers and SequentialLRs over closed-form leaves, chains holding SequentialLRs and chains.</summary>
+    static Gen<JsonObject> ClosedTree(int horizon, int depth)
+    {
+        var leaf = Gen.Elements(ClosedLeaves).SelectMany(t => CaseGen.Leaf(t, horizon, 1, GenOptions.ValidOnly));
+        var seq = from n in CaseGen.Int(2, 3)
+                  from cuts in Gen.ListOf(CaseGen.Int(1, Math.Max(n, horizon)), n - 1)
+                  from kids in Gen.ListOf(leaf, n)
+                  let ms = cuts.OrderBy(x => x).Select((m, i) => m + i).ToList()
+                  select new JsonObject { ["type"] = "SequentialLR", ["schedulers"] = new JsonArray(kids.ToArray<JsonNode?>()),
+                                          ["milestones"] = new JsonArray(ms.Select(m => (JsonNode?)m).ToArray()) };
+        if (depth >= 2) return Gen.Frequency((2, leaf), (1, seq));
+        var chain = from n in CaseGen.Int(1, 3)
+                    from kids in Gen.ListOf(Gen.Fresh(() => ClosedTree(horizon, depth + 1)).SelectMany(g => g), n)
+                    select new JsonObject { ["type"] = "ChainedScheduler", ["schedulers"] = new JsonArray(kids.ToArray<JsonNode?>()) };
+        return depth == 0 ? Gen.Frequency((3, chain), (1, seq)) : Gen.Frequency((2, leaf), (2, seq), (1, chain));
     }
 
     static Schedule S(string json) => ScheduleJson.Parse(JsonNode.Parse(json));
@@ -118,6 +142,23 @@ public static class ClosedFormTests
                 }));
             Summarise($"random (seed {Seed}, LR_PROPERTY_SEED)", results);
             Must.True(results.Count(r => r.Bound && r.RunSteps == 0) > 100, "many random cases should be wholly closed form");
+        }),
+        Spec.Case("agrees with the run on random nested trees of closed-form leaves (chains holding SequentialLRs, 3 levels)", () =>
+        {
+            var results = new List<Agreement>();
+            var config = Config.QuickThrowOnFailure.WithMaxTest(300).WithQuietOnSuccess(true).WithName("nested closed form = run")
+                .WithReplay(FSharpOption<Replay>.Some(new Replay(new Rnd(Seed + 1), FSharpOption<int>.None)));
+            var gen = from steps in CaseGen.Int(1, 200)
+                      from lr in CaseGen.Real(1e-4, 1.0, 6)
+                      from tree in ClosedTree(steps, 0)
+                      select (Tree: tree, Lr: lr, Steps: steps);
+            Check.One(config, Prop.ForAll(Arb.From(gen), (((JsonObject Tree, double Lr, int Steps) c) =>
+            {
+                var tree = CaseGen.Reparsed(c.Tree);
+                results.Add(Compare(ScheduleJson.Parse(tree), c.Lr, c.Steps, tree.ToJsonString()));
+            })));
+            Summarise($"nested (seed {Seed + 1})", results);
+            Must.True(results.Count(r => r.RunSteps == 0 && r.Depth >= 2) > 60, "many nested trees should be wholly closed form");
         }),
         Spec.Case("which compositions are closed form", () =>
         {

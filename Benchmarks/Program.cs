@@ -14,7 +14,8 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 namespace Benchmarks;
 
 /// <summary>
-/// dotnet run -c Release --project Benchmarks [-- [--filter PATTERN...] [--no-pytorch] [--python PATH] [--out-of-process]]
+/// dotnet run -c Release --project Benchmarks [-- [--filter PATTERN...] [--no-pytorch] [--python PATH] [--out-of-process] [--lr]]
+/// (--lr: only LrBenchmarks, ns per Schedule.Lr(step) at steps 10^3, 10^6, 10^9.)
 /// Runs the BenchmarkDotNet suite (our LRScheduler, TorchSharp 0.107's schedulers), checks that TorchSharp's
 /// schedulers follow the same rates as ours, runs pytorch_step_bench.py (PyTorch 1.13) as a subprocess, and prints one
 /// summary table of ns/step with ratios, all from this one run.
@@ -28,7 +29,7 @@ public static class Program
     public static int Main(string[] args)
     {
         var rest = new List<string>();
-        bool pytorch = true, outOfProcess = false;
+        bool pytorch = true, outOfProcess = false, lr = false;
         string python = "/usr/bin/python3";
         for (int i = 0; i < args.Length; i++)
         {
@@ -36,6 +37,7 @@ public static class Program
             {
                 case "--no-pytorch": pytorch = false; break;
                 case "--out-of-process": outOfProcess = true; break;
+                case "--lr": lr = true; break;
                 case "--python" when i + 1 < args.Length: python = args[++i]; break;
                 default: rest.Add(args[i]); break;
             }
@@ -58,6 +60,8 @@ public static class Program
             .AddLogger(ConsoleLogger.Default)
             .AddExporter(MarkdownExporter.GitHub)
             .WithOptions(ConfigOptions.DisableOptimizationsValidator | ConfigOptions.JoinSummary);
+
+        if (lr) return RunLr(rest, config);
 
         // In-process, warm before BenchmarkDotNet starts (the first case's [GlobalSetup] then finds it done; measured:
         // warming only from there left the very first case ~1.5x slow). Out of process, each case's process warms itself.
@@ -89,6 +93,38 @@ public static class Program
             (py, pyVersion) = RunPyTorch(python, compositions, starts);
 
         PrintSummary(ours, py, pyVersion, expressible, compositions, starts);
+        return 0;
+    }
+
+    /// <summary>--lr: ns per Schedule.Lr(step) (LrBenchmarks), one summary table.</summary>
+    static int RunLr(List<string> args, IConfig config)
+    {
+        var summaries = BenchmarkSwitcher.FromTypes([typeof(LrBenchmarks)]).Run(args.ToArray(), config).ToList();
+        var rows = new Dictionary<(Composition, int), (double Ns, double Bytes)>();
+        foreach (var s in summaries)
+            foreach (var r in s.Reports)
+            {
+                var b = r.BenchmarkCase;
+                rows[((Composition)b.Parameters[nameof(LrBenchmarks.Composition)], (int)b.Parameters[nameof(LrBenchmarks.Step)])] =
+                    (r.ResultStatistics?.Median ?? double.NaN, r.GcStats.GetBytesAllocatedPerOperation(b) ?? double.NaN);
+            }
+        if (rows.Count == 0) { Console.Error.WriteLine("no benchmark results"); return 1; }
+        var steps = rows.Keys.Select(k => k.Item2).Distinct().OrderBy(x => x).ToList();
+        Console.WriteLine();
+        Console.WriteLine("## Schedule.Lr(step, 0.1): ns per call (medians; increasing steps from the start step), bytes per call");
+        Console.WriteLine($"// machine: {Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        Console.WriteLine();
+        Console.WriteLine("| Composition | closed form | " + string.Join(" | ", steps.Select(s => $"ns/call at {s:N0}")) + " | B/call | first call at " + $"{steps[^1]:N0}" + " |");
+        Console.WriteLine("|---|---|" + string.Concat(steps.Select(_ => "---:|")) + "---:|---:|");
+        foreach (var c in rows.Keys.Select(k => k.Item1).Distinct().OrderBy(c => c))
+        {
+            var sched = Compositions.Ours(c);
+            string cf = sched.IsClosedForm ? "yes" : $"to step {sched.ClosedFormHorizon:N0}, then cached run";
+            string Ns(int s) => rows.TryGetValue((c, s), out var v) ? v.Ns.ToString(v.Ns < 100 ? "0.0" : "0", Inv) : "-";
+            double bytes = steps.Select(s => rows.TryGetValue((c, s), out var v) ? v.Bytes : 0).Max();
+            string first = LrBenchmarks.FirstCallMs.TryGetValue((c, steps[^1]), out var ms) ? (ms < 1 ? $"{ms * 1000:0.0} µs" : $"{ms:N0} ms") : "-";
+            Console.WriteLine($"| {Compositions.Describe(c)} | {cf} | {string.Join(" | ", steps.Select(Ns))} | {bytes.ToString("0.###", Inv)} | {first} |");
+        }
         return 0;
     }
 

@@ -75,6 +75,8 @@ public sealed record CosineAnnealingWarmRestarts : LeafSchedule
     /// <summary>Epochs since the last restart and the current cycle length at epoch e, as PyTorch's integer recurrence gives them.</summary>
     public (int TCur, long TI) Cycle(int e)
     {
+        if (TMult == 1) return (e % T0, T0);
+        // Cycles grow geometrically: O(log e) of them before e.
         long ti = T0; long tcur = e;
         while (tcur >= ti) { tcur -= ti; ti *= TMult; }
         return ((int)tcur, ti);

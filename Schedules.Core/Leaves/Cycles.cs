@@ -166,6 +166,28 @@ public sealed record OneCycleLR : LeafSchedule
         ? end + (start - end) / 2.0 * (Math.Cos(Math.PI * pct) + 1)
         : (end - start) * pct + start;
 
+    /// <summary>
+    /// The rate at <paramref name="step"/> for one group when OneCycleLR is the only scheduler (nothing else rewrites the
+    /// group's initial/max/min lr): the run's float operations, in its order. Beyond total_steps PyTorch raises.
+    /// </summary>
+    internal double ClosedFormAt(int step)
+    {
+        if (step > TotalSteps)
+            throw new ScheduleStepException($"OneCycleLR: tried to step {step} times; the specified number of total steps is {TotalSteps}");
+        double initial = MaxLr.For(0) / DivFactor, max = MaxLr.For(0), min = initial / FinalDivFactor;
+        double Value(Key k) => k switch { Key.Initial => initial, Key.Max => max, _ => min };
+        var phases = Phases();
+        double start = 0.0;
+        for (int k = 0; ; k++)
+        {
+            var ph = phases[k];
+            if (step <= ph.EndStep || k == phases.Length - 1)
+                return Anneal(Value(ph.StartLr), Value(ph.EndLr),
+                    PyMath.Div(step - start, ph.EndStep - start, $"OneCycleLR phase {k + 1} has zero length"));
+            start = ph.EndStep;
+        }
+    }
+
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 
     sealed class Impl(OneCycleLR s, GroupState g) : Node(g, "OneCycleLR")

@@ -53,6 +53,14 @@ public sealed record MultiStepLR : LeafSchedule
 
     public override string TypeName => "MultiStepLR";
     int CountAt(int e) { int c = 0; foreach (var m in Milestones) if (m == e) c++; return c; }
+
+    /// <summary>How many milestones (with repeats) lie in epochs a..b.</summary>
+    internal int CountIn(int a, int b)
+    {
+        int lo = 0, hi = _sorted.Length; // bisect_left(a)
+        while (lo < hi) { int mid = (lo + hi) >> 1; if (_sorted[mid] < a) lo = mid + 1; else hi = mid; }
+        return PyMath.BisectRight(_sorted, b) - lo;
+    }
     public override double? ClosedForm(int e, double baseLr) => baseLr * PyMath.Pow(Gamma, PyMath.BisectRight(_sorted, e), TypeName);
     internal override Node Build(GroupState g) { var n = new Impl(this, g); n.Construct(); return n; }
 

@@ -29,18 +29,18 @@ public static class PreviewCommand
             var o = PreviewArgs.Parse(args);
             if (o.Help) { stdout.Write(PreviewArgs.Flags().HelpText()); return 0; }
             if (o.Output is not null) PreviewOutput.CheckWritable(o.Output);
-            var (schedule, trace, metrics) = Compute(o);
+            var (schedule, trace, metrics, steps) = Compute(o);
             byte[]? bytes = null;
             string? text = null;
             switch (o.Format)
             {
-                case PreviewFormat.Table: text = Table(trace, metrics, o.Every); break;
-                case PreviewFormat.Csv: text = Csv(trace, metrics, o.Every); break;
+                case PreviewFormat.Table: text = Table(trace, metrics, o.Every, steps); break;
+                case PreviewFormat.Csv: text = Csv(trace, metrics, o.Every, steps); break;
                 case PreviewFormat.Ascii:
-                    text = AsciiChart.Render(Chart(schedule, trace, o), o.Width ?? PreviewDefaults.AsciiWidth, o.Height ?? PreviewDefaults.AsciiHeight);
+                    text = AsciiChart.Render(Chart(schedule, trace, o, steps), o.Width ?? PreviewDefaults.AsciiWidth, o.Height ?? PreviewDefaults.AsciiHeight);
                     break;
                 case PreviewFormat.Png:
-                    bytes = Plots.Png(Plots.Build(Chart(schedule, trace, o)), o.Width ?? PreviewDefaults.PngWidth, o.Height ?? PreviewDefaults.PngHeight);
+                    bytes = Plots.Png(Plots.Build(Chart(schedule, trace, o, steps)), o.Width ?? PreviewDefaults.PngWidth, o.Height ?? PreviewDefaults.PngHeight);
                     break;
             }
             if (o.Output is null) { stdout.Write(text); stdout.Flush(); }
@@ -75,8 +75,12 @@ public static class PreviewCommand
         return 2;
     }
 
-    /// <summary>The schedule, its trace <c>[steps+1][groups]</c> and, for ReduceLROnPlateau, the metric fed at each step.</summary>
-    public static (Schedule Schedule, double[][] Trace, double[]? Metrics) Compute(PreviewOptions o)
+    /// <summary>
+    /// The schedule, its trace <c>[rows][groups]</c> and, for ReduceLROnPlateau, the metric fed at each step. Up to
+    /// <see cref="PreviewDefaults.MaxRunSteps"/> steps the schedule runs (every step, bit-exact with PyTorch; Steps is
+    /// null and row k is step k); beyond, a closed-form schedule is evaluated only at the steps shown (Steps: which).
+    /// </summary>
+    public static (Schedule Schedule, double[][] Trace, double[]? Metrics, int[]? Steps) Compute(PreviewOptions o)
     {
         // The trainer's own mapping (JSON or --lr-scheduler flags, --warmup-steps included), for a run of --steps steps.
         if (o.Schedule.ScheduleJson is { } scheduleArg) CheckScheduleFile(scheduleArg);
@@ -105,16 +109,38 @@ public static class PreviewCommand
             throw new UsageException($"--metrics is only for ReduceLROnPlateau; {schedule.TypeName} does not step on a metric");
 
         int steps = o.Steps ?? metrics?.Length ?? PreviewHorizon.Of(schedule) ?? PreviewDefaults.Steps;
+        if (steps > PreviewDefaults.MaxRunSteps && NoClosedForm(schedule) is { } why)
+        {
+            if (o.Steps is not null)
+                throw new UsageException($"--steps={steps}: {why}, so the preview runs it step by step, which is capped at " +
+                                         $"{PreviewDefaults.MaxRunSteps:N0} steps (preview fewer --steps)");
+            steps = PreviewDefaults.MaxRunSteps; // its natural horizon is longer: show the first part
+        }
         try
         {
-            var trace = metrics is null ? schedule.Trace(o.Lrs, steps) : PlateauTrace(schedule, o.Lrs, metrics);
-            return (schedule, trace, metrics);
+            if (steps <= PreviewDefaults.MaxRunSteps)
+                return (schedule, metrics is null ? schedule.Trace(o.Lrs, steps) : PlateauTrace(schedule, o.Lrs, metrics), metrics, null);
+            bool text = o.Format is PreviewFormat.Table or PreviewFormat.Csv;
+            long rows = steps / o.Every + 1 + (steps % o.Every != 0 ? 1 : 0);
+            if (text && rows > PreviewDefaults.MaxRows)
+                throw new UsageException($"--steps={steps} --every={o.Every} would print {rows:N0} rows (at most {PreviewDefaults.MaxRows:N0}): give a larger --every");
+            int[] at = text
+                ? Rows(steps, o.Every).ToArray()
+                : Enumerable.Range(0, PreviewDefaults.ChartPoints + 1).Select(i => (int)((long)steps * i / PreviewDefaults.ChartPoints)).ToArray();
+            return (schedule, at.Select(k => o.Lrs.Select(lr => schedule.Lr(k, lr)).ToArray()).ToArray(), null, at);
         }
         catch (ScheduleStepException e)
         {
             throw new UsageException($"the schedule fails within {steps} steps, as PyTorch would: {e.Message} (preview fewer --steps)");
         }
     }
+
+    /// <summary>Why the preview cannot evaluate the schedule in closed form (null when it can).</summary>
+    static string? NoClosedForm(Schedule s) =>
+        s.IsMetricDriven ? "ReduceLROnPlateau steps on a metric"
+        : !s.IsClosedForm ? $"{Describe(s)} has no closed form" + (s.ClosedFormHorizon >= 0 ? $" past step {s.ClosedFormHorizon:N0}" : "") + " (docs/DESIGN.md)"
+        : s.GroupProblems(1, "$").Any() ? $"{Describe(s)} has per-group parameters (the closed form evaluates one group at a time)"
+        : null;
 
     /// <summary>A missing or unreadable schedule file gets its full path in the message (SchedulerFlags reads the file).</summary>
     static void CheckScheduleFile(string arg)
@@ -158,25 +184,30 @@ public static class PreviewCommand
 
     static IEnumerable<int> Rows(int steps, int every)
     {
-        for (int k = 0; k <= steps; k += every) yield return k;
+        for (long k = 0; k <= steps; k += every) yield return (int)k;
         if (steps % every != 0) yield return steps;
     }
+
+    /// <summary>The trace's row indices to print and their step numbers: every K-th of a dense trace, or all of a sampled one.</summary>
+    static IEnumerable<(int Row, int Step)> Printed(double[][] trace, int every, int[]? steps) =>
+        steps is null ? Rows(trace.Length - 1, every).Select(k => (k, k)) : steps.Select((k, i) => (i, k));
 
     /// <summary>Shortest round-trip text, exponent in lower case as Python prints floats (5.999999999999999e-06).</summary>
     public static string R(double v) => v.ToString("R", Inv).Replace('E', 'e');
 
     /// <summary>Aligned columns: step, [metric], then one LR column per group; values in shortest round-trip form.</summary>
-    public static string Table(double[][] trace, double[]? metrics, int every = 1)
+    public static string Table(double[][] trace, double[]? metrics, int every = 1, int[]? steps = null)
     {
-        int groups = trace[0].Length, steps = trace.Length - 1;
+        int groups = trace[0].Length;
         var header = new List<string> { "step" };
         if (metrics is not null) header.Add("metric");
         header.AddRange(groups == 1 ? ["lr"] : Enumerable.Range(0, groups).Select(g => $"lr[{g}]"));
-        var rows = Rows(steps, every).Select(k =>
+        var rows = Printed(trace, every, steps).Select(p =>
         {
+            var (i, k) = p;
             var r = new List<string> { k.ToString(Inv) };
             if (metrics is not null) r.Add(k == 0 ? "-" : R(metrics[k - 1]));
-            r.AddRange(trace[k].Select(R));
+            r.AddRange(trace[i].Select(R));
             return r;
         }).ToList();
         var widths = header.Select((h, i) => Math.Max(h.Length, rows.Max(r => r[i].Length))).ToArray();
@@ -189,32 +220,33 @@ public static class PreviewCommand
     }
 
     /// <summary>CSV with a header (<c>step,lr</c> or <c>step,lr_0,lr_1,...</c>; <c>metric</c> after step for ReduceLROnPlateau), values in R format.</summary>
-    public static string Csv(double[][] trace, double[]? metrics, int every = 1)
+    public static string Csv(double[][] trace, double[]? metrics, int every = 1, int[]? steps = null)
     {
-        int groups = trace[0].Length, steps = trace.Length - 1;
+        int groups = trace[0].Length;
         var sb = new StringBuilder("step");
         if (metrics is not null) sb.Append(",metric");
         sb.Append(groups == 1 ? ",lr" : string.Concat(Enumerable.Range(0, groups).Select(g => $",lr_{g}"))).Append('\n');
-        foreach (int k in Rows(steps, every))
+        foreach (var (i, k) in Printed(trace, every, steps))
         {
             sb.Append(k.ToString(Inv));
             if (metrics is not null) sb.Append(',').Append(k == 0 ? "" : R(metrics[k - 1]));
-            foreach (var v in trace[k]) sb.Append(',').Append(R(v));
+            foreach (var v in trace[i]) sb.Append(',').Append(R(v));
             sb.Append('\n');
         }
         return sb.ToString();
     }
 
     /// <summary>The chart of a trace: one step-shaped series per group against the step number (an LR holds for its step).</summary>
-    public static ChartSpec Chart(Schedule schedule, double[][] trace, PreviewOptions o)
+    /// <paramref name="steps"/>: the step of each row of a sampled trace (null: row k is step k).
+    public static ChartSpec Chart(Schedule schedule, double[][] trace, PreviewOptions o, int[]? steps = null)
     {
         int groups = trace[0].Length;
         var series = Enumerable.Range(0, groups).Select(g => new ChartSeries(
             groups == 1 ? "lr" : $"group {g} (lr={Plots.Short(o.Lrs[g], 4)})",
-            trace.Select((row, k) => ((double)k, row[g])).ToArray(),
+            trace.Select((row, k) => ((double)(steps?[k] ?? k), row[g])).ToArray(),
             SeriesStyle.Steps)).ToArray();
         return new ChartSpec(series,
-            Title: o.Title ?? $"{Describe(schedule)}, {trace.Length - 1} steps",
+            Title: o.Title ?? $"{Describe(schedule)}, {steps?[^1] ?? trace.Length - 1} steps",
             XLabel: "step",
             YLabel: o.LrsGiven ? "lr" : "lr (factor: initial lr = 1)",
             LogY: o.LogY);

@@ -20,7 +20,7 @@ public static class PreviewHorizon
     public static int? Of(Schedule s)
     {
         long? h = Raw(s);
-        return h is { } v && v >= 1 ? (int)Math.Min(v, PreviewDefaults.MaxSteps) : null;
+        return h is { } v && v >= 1 ? (int)Math.Min(v, PreviewDefaults.MaxSteps) : null; // a run is capped by the caller
     }
 
     static long? Raw(Schedule s) => s switch

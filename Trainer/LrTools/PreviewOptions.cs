@@ -29,8 +29,18 @@ public static class PreviewDefaults
 {
     public const double Lr = 1.0;
     public const int Steps = 100;
-    /// <summary>Most steps a preview traces (every step's rates are held in memory).</summary>
-    public const int MaxSteps = 2_000_000;
+    /// <summary>
+    /// Most steps a preview runs step by step (bit-exact with PyTorch; every step's rates are held in memory). Longer
+    /// previews need a schedule in closed form (<see cref="Schedules.Core.Schedule.IsClosedForm"/>), evaluated at the
+    /// rows shown (table/csv) or at <see cref="ChartPoints"/> steps (charts).
+    /// </summary>
+    public const int MaxRunSteps = 2_000_000;
+    /// <summary>Most steps a preview shows (closed form).</summary>
+    public const int MaxSteps = 2_000_000_000;
+    /// <summary>Most rows a table or CSV prints (a longer preview needs --every).</summary>
+    public const int MaxRows = MaxRunSteps + 1;
+    /// <summary>Points a chart samples beyond <see cref="MaxRunSteps"/> (evenly spaced steps, the last one included).</summary>
+    public const int ChartPoints = 2_000;
     public const int AsciiWidth = 80, AsciiHeight = 20, PngWidth = 800, PngHeight = 480;
 }
 
@@ -47,7 +57,9 @@ public static class PreviewArgs
     {
         var f = new FlagSet("Trainer lr preview", PreviewCommand.Usage.TrimEnd());
         f.Int("steps", 0, "Steps to show (rows 0..N); 0 = the schedule's natural horizon, else 100; ReduceLROnPlateau: the number of metrics.\n" +
-                          "Also the run length the scheduler flags are built for (--num_iteration of the trainer).", G, "num_iteration");
+                          "Also the run length the scheduler flags are built for (--num_iteration of the trainer). Up to 2,000,000 the schedule runs\n" +
+                          "step by step (PyTorch's values bit for bit); beyond, up to 2,000,000,000, a schedule in closed form is evaluated\n" +
+                          "at the rows shown (give --every) or at 2,000 chart points.", G, "num_iteration");
         f.Double("lr", PreviewDefaults.Lr, "Initial LR of the single param group (default 1: the values read as the schedule's factor).", G, "learning_rate");
         f.String("lrs", "", "Initial LR per param group, comma-separated (instead of --lr).", G);
         f.String("format", "table", "table (aligned, shortest round-trip values) | csv (full precision) | ascii (terminal chart) | png (needs --output).", G);

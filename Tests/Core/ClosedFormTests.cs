@@ -193,7 +193,8 @@ public static class ClosedFormTests
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < 10_000; i++) sink += warmupCosine.Lr(999_000_000 + i, 6e-4) + sgdr.Lr(999_000_000 + i, 0.1);
             sw.Stop();
-            Must.True(sw.Elapsed.TotalMilliseconds < 1000, $"20,000 calls near step 10^9 took {sw.Elapsed.TotalMilliseconds:0} ms");
+            // A bound only replays could break (one replay to 10^9 takes minutes); the speed itself is a benchmark row.
+            Must.True(sw.Elapsed.TotalSeconds < 30, $"20,000 calls near step 10^9 took {sw.Elapsed.TotalMilliseconds:0} ms");
             Must.True(double.IsFinite(sink), "finite");
             // Against the run where a run is affordable: SGDR with T_mult = 3 over several growing cycles.
             var sgdr3 = new CosineAnnealingWarmRestarts(7, 3, 0.001);
@@ -209,7 +210,7 @@ public static class ClosedFormTests
             for (int k = 0; k <= 1000; k++) last = f(k * 1000, 0.1);
             sw.Stop();
             // From scratch each sample would replay 500 million steps in all; the cached run steps one million.
-            Must.True(sw.Elapsed.TotalSeconds < 5, $"1,001 increasing samples over 10^6 steps took {sw.Elapsed.TotalSeconds:0.0} s");
+            Must.True(sw.Elapsed.TotalSeconds < 30, $"1,001 increasing samples over 10^6 steps took {sw.Elapsed.TotalSeconds:0.0} s");
             var run = s.Start([0.1]);
             run.Advance(1_000_000);
             Must.Equal(last, run.Lrs[0], "the cached run's last sample is the run's");

@@ -301,7 +301,7 @@ public static class LoraTests
             }
             finally { Directory.Delete(root, true); }
         }),
-        Spec.Case("pipeline (TP=2+SP x PP=2 x VPP=2, 4 blocks): the adapter file is the stages' adapters in the single-device format; it loads back into PP and single-device runs alike; resume is exact; lora-merge takes it", () =>
+        Spec.Case("pipeline (TP=2+SP x PP=2 x VPP=2, 4 blocks): the adapter file is the stages' adapters in the single-device format; it loads back into PP and single-device runs alike; resume is exact, and on one device within tolerance; lora-merge takes it", () =>
         {
             var root = Path.Combine(Path.GetTempPath(), "trainer-tests", "lora-pp-" + Guid.NewGuid().ToString("N")[..8]);
             Directory.CreateDirectory(root);
@@ -346,6 +346,12 @@ public static class LoraTests
                     Must.True(BitConverter.SingleToInt32Bits(resumed.Steps[i].Loss) == BitConverter.SingleToInt32Bits(pp.Steps[i + 2].Loss) && resumed.Steps[i].Lrs.SequenceEqual(pp.Steps[i + 2].Lrs),
                         $"resumed step {i + 3}: loss {resumed.Steps[i].Loss:R} vs {pp.Steps[i + 2].Loss:R}");
                 Must.True(File.ReadAllBytes(ppFile).SequenceEqual(File.ReadAllBytes(resumedFile)), "the resumed run's adapter file differs from the uninterrupted one's");
+                // ... and on one device (the checkpoint consolidated and cut again): the single-device run's losses, LRs bit for bit.
+                var moved = Train(b, Options(b, steps: 4) with { LoadDir = Path.Combine(root, "ck", CheckpointStore.DirectoryName(2)) });
+                Must.True(moved.BaseUnchanged && moved.TrainableNotAdapters == 0, "PP checkpoint on one device: base frozen and unchanged");
+                for (int i = 0; i < 2; i++)
+                    Must.True(Math.Abs(moved.Steps[i].Loss - single.Steps[i + 2].Loss) <= 1e-5 && moved.Steps[i].Lrs.SequenceEqual(single.Steps[i + 2].Lrs),
+                        $"PP checkpoint resumed on one device, step {i + 3}: loss {moved.Steps[i].Loss:R} vs single {single.Steps[i + 2].Loss:R}");
 
                 // --lora_load_path scatters a file over the stages: a PP run and a single-device run started from it agree.
                 var fromFile = Binding(cfg4, lora, load: singleFile);

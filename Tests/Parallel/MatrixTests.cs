@@ -21,8 +21,8 @@ public static class MatrixTests
 
     /// <summary>Rows only `reference/matrix.sh` runs (their results are in docs/REPORT.md §3): the LoRA pipeline rows
     /// other than lora_8 (which CI runs: TP+SP × PP × VPP covers the others' code paths; Tests/Lora checks PP 2,
-    /// PP 2 × VPP 2, ZeRO-1 and resume under PP) would add minutes to every group.</summary>
-    static readonly HashSet<string> ScriptOnly = new() { "lora_6", "lora_7", "lora_8_distopt", "ckpt_lora_8" };
+    /// PP 2 × VPP 2, ZeRO-1, resume under PP and from PP on one device) would add minutes to every group.</summary>
+    static readonly HashSet<string> ScriptOnly = new() { "lora_6", "lora_7", "lora_8_distopt", "ckpt_lora_8", "ckpt_lora_8_to_1" };
 
     /// <summary>The scenario ids of matrix_cases.txt that CI runs.</summary>
     static string[] CiScenarios() =>

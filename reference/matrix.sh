@@ -105,7 +105,8 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
     name="$m-$d-$s/$i"; layout=$(sed 's/--nthread_per_process=/W=/g; s/--batch_size=/B=/g; s/--tensor_parallel=/TP=/g; s/--sequence_parallel/SP/g; s/--zero_stage=/ZeRO-/g; s/--lora_rank=/LoRA-r/g; s/--pipeline_parallel=/PP=/g; s/--virtual_pipeline_parallel=/VPP=/g; s/@resume=/resume@/; s/@then/->/' <<< "${FLAGS[$i]}")
     ok=1; dl="-"; lr="-"; tw="-"; mp="-"; tps="-"; opt="-"
     # A row with --lora_* flags is compared with the single-device run with the same LoRA flags (issue 10).
-    lf=(); for f in "${F[@]}"; do [[ "$f" == --lora_* ]] && lf+=("$f"); done
+    # (A checkpoint row's flags after @then repeat its LoRA flags: the resumed run must have the same LoRA settings.)
+    lf=(); for f in "${F[@]}"; do [ "$f" = @then ] && break; [[ "$f" == --lora_* ]] && lf+=("$f"); done
     ref=baseline
     if [ ${#lf[@]} -gt 0 ]; then
       ref="baseline-lora-$(printf '%s ' "${lf[@]}" | md5sum | cut -c1-8)"

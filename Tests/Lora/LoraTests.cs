@@ -183,18 +183,25 @@ public static class LoraTests
     static ModelBinding Binding(ModelConfig cfg, LoraConfig lora, string? load = null) =>
         new() { Config = cfg, Name = cfg.Name, Seed = 11, BFloat16 = false, Lora = lora, LoraLoadPath = load };
 
-    static TrainOptions Options(ModelBinding b, int world = 1, int tp = 1, bool sp = false, int zero = 0, int steps = 3) => new()
+    static TrainOptions Options(ModelBinding b, int world = 1, int tp = 1, bool sp = false, int zero = 0, int steps = 3, int pp = 1, int vpp = 1) => new()
     {
         BatchSize = 2, SequenceLength = 8, TotalBatchSize = 2 * 8 * 4, NumIterations = steps, World = world,
-        TensorParallel = tp, SequenceParallel = sp, ZeroStage = zero,
+        TensorParallel = tp, SequenceParallel = sp, ZeroStage = zero, PipelineParallel = pp, VirtualPipelineParallel = vpp,
         Optimizer = OptimizerKind.AdamW, LearningRate = 2e-2, WeightDecay = 0.01, GradClip = 1.0,
         Schedule = new StepLR(1, 0.5), ModelDescription = b.Description, Seed = b.Seed, NumThreads = 1, Lora = b.Lora,
     };
 
-    sealed record Trained(List<StepRecord> Steps, string Log, long AdapterElementsPerRank, bool BaseUnchanged, int TrainableNotAdapters, bool AdaptersMoved);
+    /// <param name="Adapters">After the last step: every adapter matrix (h.0.attn.c_attn.lora_A, …) joined from the
+    /// ranks' model parts by hand (TP slices unsliced, pipeline chunks put together), float32.</param>
+    sealed record Trained(List<StepRecord> Steps, string Log, long AdapterElementsPerRank, bool BaseUnchanged, int TrainableNotAdapters, bool AdaptersMoved,
+        Dictionary<string, Tensor> Adapters);
+
+    /// <summary>A rank's model parts: its pipeline chunks, or the model itself.</summary>
+    static IReadOnlyList<CausalLm> Parts(nn.Module<Tensor, Tensor> model) =>
+        model is PipelineStageModel stage ? stage.Chunks : new[] { (CausalLm)model };
 
     /// <summary>Runs the trainer; after the last step checks every rank's base weights against the initial model
-    /// (the rank's slice of it under TP), bit for bit.</summary>
+    /// (the rank's slice of it under TP, its chunks' layers under PP), bit for bit.</summary>
     static Trained Train(ModelBinding b, TrainOptions o)
     {
         var log = new StringWriter();
@@ -202,22 +209,36 @@ public static class LoraTests
         long perRank = 0; bool unchanged = true, moved = false; int stray = 0;
         using var initial = ModelFactory.Create(b.Config, b.Seed, CPU, ScalarType.Float32);
         var init = initial.WeightFileOrder().ToDictionary(p => p.Name, p => p.Tensor);
+        init[TensorParallelGpt2.TiedHeadName] = init["wte"];   // the last stage's copy of the tied embedding
+        var pieces = new Dictionary<string, (ShardSpec? Spec, Tensor[] Parts)>();
         run.AfterStep = (step, models) =>
         {
             if (step != o.NumIterations) return;
-            foreach (var m in models.Cast<CausalLm>())
+            foreach (var model in models)
             {
-                perRank = Math.Max(perRank, m.LoraAdapters.Sum(a => a.lora_A.numel() + a.lora_B.numel()));
-                moved |= m.LoraAdapters.Any(a => a.lora_B.abs().max().item<float>() > 0);
-                var adapterHandles = m.LoraAdapters.SelectMany(a => new[] { a.lora_A.Handle, a.lora_B.Handle }).ToHashSet();
-                stray += m.parameters().Count(p => p.requires_grad && !adapterHandles.Contains(p.Handle));
-                var shards = m is TensorParallelLm t ? t.Shards().Select(s => (s.Name, s.Tensor, Expect: s.Spec is null ? init[s.Name] : s.Spec.Slice(init[s.Name], t.Tp.Rank, t.Tp.Size)))
-                    : m.WeightFileOrder().Select(s => (s.Name, s.Tensor, Expect: init[s.Name]));
-                foreach (var (_, tensor, expect) in shards) unchanged &= tensor.shape.SequenceEqual(expect.shape) && tensor.eq(expect).all().item<bool>();
+                var parts = Parts(model);
+                var adapters = parts.SelectMany(m => m.LoraAdapters).ToList();
+                perRank = Math.Max(perRank, adapters.Sum(a => a.lora_A.numel() + a.lora_B.numel()));
+                moved |= adapters.Any(a => a.lora_B.abs().max().item<float>() > 0);
+                var adapterHandles = adapters.SelectMany(a => new[] { a.lora_A.Handle, a.lora_B.Handle }).ToHashSet();
+                stray += model.parameters().Count(p => p.requires_grad && !adapterHandles.Contains(p.Handle));
+                foreach (var m in parts)
+                {
+                    var shards = m is TensorParallelLm t ? t.Shards().Select(s => (s.Name, s.Tensor, Expect: s.Spec is null ? init[s.Name] : s.Spec.Slice(init[s.Name], t.Tp.Rank, t.Tp.Size)))
+                        : m.WeightFileOrder().Select(s => (s.Name, s.Tensor, Expect: init[s.Name]));
+                    foreach (var (_, tensor, expect) in shards) unchanged &= tensor.shape.SequenceEqual(expect.shape) && tensor.eq(expect).all().item<bool>();
+                    var (tpRank, tpSize) = m is TensorParallelLm tpm ? (tpm.Tp.Rank, tpm.Tp.Size) : (0, 1);
+                    foreach (var (name, tensor, spec) in m.LoraAdapters.SelectMany(a => a.Shards()))
+                    {
+                        if (!pieces.TryGetValue(name, out var e)) pieces[name] = e = (spec, new Tensor[tpSize]);
+                        e.Parts[tpRank] = tensor.detach().to(ScalarType.Float32).clone();
+                    }
+                }
             }
         };
         var steps = run.Run();
-        return new Trained(steps, log.ToString(), perRank, unchanged, stray, moved);
+        var joined = pieces.ToDictionary(kv => kv.Key, kv => kv.Value.Spec is null ? kv.Value.Parts[0] : kv.Value.Spec.Unslice(kv.Value.Parts));
+        return new Trained(steps, log.ToString(), perRank, unchanged, stray, moved, joined);
     }
 
     static long StateBytes(string log)
@@ -238,6 +259,8 @@ public static class LoraTests
                 {
                     ("single", Options(b)), ("DP=4", Options(b, world: 4)), ("TP=2", Options(b, world: 2, tp: 2)), ("TP=4+SP", Options(b, world: 4, tp: 4, sp: true)),
                     ("TP=2 DP=2 ZeRO-1", Options(b, world: 4, tp: 2, zero: 1)), ("DP=2 ZeRO-2", Options(b, world: 2, zero: 2)),
+                    ("PP=2", Options(b, world: 2, pp: 2)), ("TP=2+SP PP=2", Options(b, world: 4, tp: 2, sp: true, pp: 2)),
+                    ("PP=2 DP=2 ZeRO-1", Options(b, world: 4, pp: 2, zero: 1)),
                 };
                 foreach (var (name, o) in layouts)
                 {
@@ -249,6 +272,7 @@ public static class LoraTests
                         Must.True(r.Steps[i].Lrs.SequenceEqual(single.Steps[i].Lrs), $"{cfg.Kind} {name}: step {i + 1} LR differs");
                     }
                     Must.True(r.Steps.Select(s => s.Lrs[0]).Distinct().Count() == r.Steps.Count, $"{cfg.Kind} {name}: the schedule did not drive the adapters' LR");
+                    Must.Equal(string.Join(" ", r.Adapters.Keys.Order()), string.Join(" ", single.Adapters.Keys.Order()), $"{cfg.Kind} {name}: the adapters the ranks hold together");
                     Must.True(r.BaseUnchanged, $"{cfg.Kind} {name}: a base weight moved during LoRA training");
                     Must.Equal(r.TrainableNotAdapters, 0, $"{cfg.Kind} {name}: trainable parameters that are not adapters");
                     long bytes = StateBytes(r.Log), full = 2L * 4 * r.AdapterElementsPerRank;   // AdamW: exp_avg + exp_avg_sq, float32
@@ -274,6 +298,80 @@ public static class LoraTests
                     Must.True(resumed.Steps[i].Lrs.SequenceEqual(full.Steps[i + 2].Lrs), $"step {i + 3} LR");
                 }
                 Must.True(File.ReadAllBytes(Path.Combine(root, "full.lora")).SequenceEqual(File.ReadAllBytes(Path.Combine(root, "resumed.lora"))), "the adapter files of the two runs differ");
+            }
+            finally { Directory.Delete(root, true); }
+        }),
+        Spec.Case("pipeline (TP=2+SP x PP=2 x VPP=2, 4 blocks): the adapter file is the stages' adapters in the single-device format; it loads back into PP and single-device runs alike; resume is exact, and on one device within tolerance; lora-merge takes it", () =>
+        {
+            var root = Path.Combine(Path.GetTempPath(), "trainer-tests", "lora-pp-" + Guid.NewGuid().ToString("N")[..8]);
+            Directory.CreateDirectory(root);
+            try
+            {
+                var cfg4 = ModelConfig.Gpt2("gpt2-lora-pp-test", nLayer: 4, nHead: 4, nEmbd: 32, blockSize: 16, vocabSize: 250, paddedVocabSize: 256);
+                var lora = Cfg(cfg4);
+                var b = Binding(cfg4, lora);
+                string singleFile = Path.Combine(root, "single.lora"), ppFile = Path.Combine(root, "pp.lora"), resumedFile = Path.Combine(root, "resumed.lora");
+                var single = Train(b, Options(b, steps: 4) with { LoraSavePath = singleFile });
+                var o = Options(b, world: 4, tp: 2, sp: true, pp: 2, vpp: 2, steps: 4) with { SaveDir = Path.Combine(root, "ck"), SaveInterval = 2, KeepLast = 0, LoraSavePath = ppFile };
+                var pp = Train(b, o);
+                Must.True(pp.BaseUnchanged && pp.TrainableNotAdapters == 0 && pp.AdaptersMoved, "PP: base frozen, only the adapters trained, and they moved");
+                for (int i = 0; i < 4; i++)
+                    Must.True(Math.Abs(pp.Steps[i].Loss - single.Steps[i].Loss) <= 1e-5 && pp.Steps[i].Lrs.SequenceEqual(single.Steps[i].Lrs),
+                        $"PP step {i + 1}: loss {pp.Steps[i].Loss:R} vs single {single.Steps[i].Loss:R}, LR {pp.Steps[i].Lrs[0]:R} vs {single.Steps[i].Lrs[0]:R}");
+
+                // The file: the single-device header and layer list, and exactly the values the stages hold (joined by hand).
+                var (ppCfg, ppModel) = LoraWeights.ReadConfig(ppFile);
+                var (singleCfg, singleModel) = LoraWeights.ReadConfig(singleFile);
+                Must.Equal(ppCfg.Describe() + " " + ppModel, singleCfg.Describe() + " " + singleModel, "the PP file's settings and model are the single-device file's");
+                Must.Equal(new FileInfo(ppFile).Length, new FileInfo(singleFile).Length, "file size");
+                using (var fromPp = LoraWeights.Load(ppFile, cfg4, lora))
+                using (var fromSingle = LoraWeights.Load(singleFile, cfg4, lora))
+                {
+                    Must.Equal(fromPp.Layers.Count, 4 * 4, "c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj of 4 blocks");
+                    for (int i = 0; i < fromPp.Layers.Count; i++)
+                    {
+                        var (layer, a, bm) = fromPp.Layers[i];
+                        Must.Equal(layer, fromSingle.Layers[i].Layer, "layer order");
+                        Must.True(MaxDiff(a, pp.Adapters[layer.Name + ".lora_A"]) == 0 && MaxDiff(bm, pp.Adapters[layer.Name + ".lora_B"]) == 0,
+                            $"{layer.Name}: the file's adapter is not the one the stages hold");
+                        double d = Math.Max(MaxDiff(a, fromSingle.Layers[i].A), MaxDiff(bm, fromSingle.Layers[i].B));
+                        Must.True(d <= 1e-4, $"{layer.Name}: PP adapter differs from the single-device run's by {d:E2}");
+                    }
+                }
+
+                // Resume from step 2 under the same layout: losses, LRs and the adapter file bit for bit.
+                var resumed = Train(b, o with { SaveDir = null, SaveInterval = 0, LoadDir = Path.Combine(root, "ck", CheckpointStore.DirectoryName(2)), LoraSavePath = resumedFile });
+                Must.Equal(resumed.Steps.Count, 2, "resumed steps");
+                for (int i = 0; i < 2; i++)
+                    Must.True(BitConverter.SingleToInt32Bits(resumed.Steps[i].Loss) == BitConverter.SingleToInt32Bits(pp.Steps[i + 2].Loss) && resumed.Steps[i].Lrs.SequenceEqual(pp.Steps[i + 2].Lrs),
+                        $"resumed step {i + 3}: loss {resumed.Steps[i].Loss:R} vs {pp.Steps[i + 2].Loss:R}");
+                Must.True(File.ReadAllBytes(ppFile).SequenceEqual(File.ReadAllBytes(resumedFile)), "the resumed run's adapter file differs from the uninterrupted one's");
+                // ... and on one device (the checkpoint consolidated and cut again): the single-device run's losses, LRs bit for bit.
+                var moved = Train(b, Options(b, steps: 4) with { LoadDir = Path.Combine(root, "ck", CheckpointStore.DirectoryName(2)) });
+                Must.True(moved.BaseUnchanged && moved.TrainableNotAdapters == 0, "PP checkpoint on one device: base frozen and unchanged");
+                for (int i = 0; i < 2; i++)
+                    Must.True(Math.Abs(moved.Steps[i].Loss - single.Steps[i + 2].Loss) <= 1e-5 && moved.Steps[i].Lrs.SequenceEqual(single.Steps[i + 2].Lrs),
+                        $"PP checkpoint resumed on one device, step {i + 3}: loss {moved.Steps[i].Loss:R} vs single {single.Steps[i + 2].Loss:R}");
+
+                // --lora_load_path scatters a file over the stages: a PP run and a single-device run started from it agree.
+                var fromFile = Binding(cfg4, lora, load: singleFile);
+                var l1 = Train(fromFile, Options(fromFile, steps: 1));
+                var lp = Train(fromFile, Options(fromFile, world: 2, pp: 2, vpp: 2, steps: 1));
+                Must.True(Math.Abs(lp.Steps[0].Loss - l1.Steps[0].Loss) <= 1e-5, $"from the file: PP loss {lp.Steps[0].Loss:R} vs single {l1.Steps[0].Loss:R}");
+                Must.True(Math.Abs(l1.Steps[0].Loss - single.Steps[0].Loss) > 1e-4, "the file's trained adapters made no difference to the first loss");
+
+                // lora-merge on the PP file: the merged llm.c model computes the base model with the PP adapters.
+                string baseFile = Path.Combine(root, "base.bin"), merged = Path.Combine(root, "merged.bin");
+                using (var baseModel = ModelFactory.Create(cfg4, b.Seed, CPU, ScalarType.Float32)) LlmcWeights.Save(baseModel, baseFile);
+                var stderr = new StringWriter();
+                Must.Equal(LoraMergeCommand.Run(new[] { $"--llmc_filepath={baseFile}", $"--lora_load_path={ppFile}", $"--output={merged}" }, new StringWriter(), stderr), 0, $"lora-merge exit code ({stderr})");
+                using var adapted = ModelFactory.Create(cfg4, b.Seed, CPU, ScalarType.Float32);
+                using (var w = LoraWeights.Load(ppFile, cfg4, lora)) LoraModel.Attach(adapted, w);
+                using var plain = LlmcWeights.Load(merged, CPU, ScalarType.Float32);
+                var (x, _) = Batch(cfg4.VocabSize, 1, 8);
+                using var _g = no_grad();
+                double dm = MaxDiff(plain.forward(x), adapted.forward(x));
+                Must.True(dm < 1e-5, $"lora-merge of the PP file: logits differ from the adapted model by {dm:E2}");
             }
             finally { Directory.Delete(root, true); }
         }),

@@ -174,8 +174,6 @@ public static class TrainCommand
         var pipelineSchedule = PipelineScheduleFlag(v.GetString("pipeline_schedule"), parallel, total / (B * T * (dp / (parallel.TensorParallel * parallel.PipelineParallel))));
 
         var lora = ReadLora(v, model.Config, dp);
-        if (lora is not null && parallel.PipelineParallel > 1)
-            throw new UsageException($"--lora_rank={lora.Rank} with --pipeline_parallel={parallel.PipelineParallel}: LoRA under pipeline parallelism is not built yet; use --pipeline_parallel=1");
         if (lora is not null) model = new ModelBinding
         {
             Config = model.Config, Name = model.Name, WeightFile = model.WeightFile, Seed = model.Seed, BFloat16 = model.BFloat16,

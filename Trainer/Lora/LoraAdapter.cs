@@ -85,13 +85,14 @@ public sealed class LoraAdapter : nn.Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Puts adapters into a model (single-device or a TP shard) and takes them out again.</summary>
+/// <summary>Puts adapters into a model (single-device, a TP shard or a pipeline stage) and takes them out again.</summary>
 public static class LoraModel
 {
     /// <summary>
     /// Wraps the layers of <paramref name="full"/> in <paramref name="model"/> (a <see cref="CausalLm"/> or a
-    /// <see cref="TensorParallelLm"/> shard: adapters are sliced like their layers) and freezes every base parameter
-    /// (requires_grad false: no gradient, no optimizer state). Adapters take the model's dtype and device.
+    /// <see cref="TensorParallelLm"/> shard: adapters are sliced like their layers; a pipeline chunk takes only the
+    /// adapters of its own blocks) and freezes every base parameter (requires_grad false: no gradient, no optimizer
+    /// state). Adapters take the model's dtype and device.
     /// </summary>
     public static IReadOnlyList<LoraAdapter> Attach(CausalLm model, LoraWeights full)
     {
@@ -111,8 +112,10 @@ public static class LoraModel
         var dtype = weights.Values.First().Tensor.dtype;
         var device = weights.Values.First().Tensor.device;
         var adapters = new List<LoraAdapter>();
+        var part = tpModel?.Part;
         foreach (var (layer, a, b) in full.Layers)
         {
+            if (part is not null && (layer.Block < part.Start || layer.Block >= part.Start + part.Count)) continue;   // another chunk's
             if (!weights.TryGetValue(layer.WeightName, out var w) || !owners.TryGetValue(w.Tensor.Handle, out var owner))
                 throw new LoraConfigException($"--lora_target_modules: model '{model.Config.Name}' has no linear layer {layer.Name}");
             var (sharding, tpComm, sp) = owner switch
@@ -132,9 +135,63 @@ public static class LoraModel
         return adapters;
     }
 
+    /// <summary>Every chunk of a pipeline stage takes the adapters of its blocks from <paramref name="full"/> (the same
+    /// values a single-device model attaches: the stage computes the single-device function).</summary>
+    public static IReadOnlyList<LoraAdapter> Attach(PipelineStageModel stage, LoraWeights full) =>
+        stage.Chunks.SelectMany(c => Attach(c, full)).ToList();
+
     /// <summary>Collective over TP for a shard: the model's full adapters (float32, CPU).</summary>
     public static LoraWeights Gather(CausalLm model, LoraConfig config) =>
         new(config, model.LoraAdapters.Select(ad => { var (a, b) = ad.GatherFull(); return (ad.Layer, a, b); }).ToList());
+
+    /// <summary>
+    /// Collective over TP and <paramref name="pp"/>: the whole model's adapters (float32, CPU, in weight-file order, as a
+    /// single-device run holds them) on every stage. Each stage gathers its chunks' adapters over TP, packs them into
+    /// one buffer and broadcasts it over the pipeline group (stage by stage: values travel bit for bit).
+    /// </summary>
+    public static LoraWeights Gather(PipelineStageModel stage, LoraConfig config, ICommunicator pp)
+    {
+        var layers = LoraTargets.Resolve(stage.Config, config);
+        int chunks = stage.Stages * stage.VirtualStages;
+        int OwnerStage(LoraLayer l) => PipelineChunks.StageOf(Enumerable.Range(0, chunks).First(g =>
+        {
+            var (start, count) = PipelineChunks.Layers(stage.Config.NLayer, chunks, g);
+            return l.Block >= start && l.Block < start + count;
+        }), stage.Stages);
+        var mine = stage.Chunks.SelectMany(c => c.LoraAdapters).ToDictionary(a => a.Layer.Name);
+        var device = stage.parameters().First().device;
+        var full = new Dictionary<string, (Tensor A, Tensor B)>();
+        using var _ = no_grad();
+        for (int s = 0; s < stage.Stages; s++)
+        {
+            var owned = layers.Where(l => OwnerStage(l) == s).ToList();
+            using var scope = NewDisposeScope();
+            long Size(LoraLayer l) => (long)config.Rank * (l.In + l.Out);
+            var packed = zeros(owned.Sum(Size), ScalarType.Float32, device);
+            if (s == stage.Stage)
+            {
+                long at = 0;
+                foreach (var l in owned)
+                {
+                    var (a, b) = mine[l.Name].GatherFull();   // collective over TP, in the same layer order on every TP rank
+                    packed.narrow(0, at, a.numel()).copy_(a.reshape(-1));
+                    packed.narrow(0, at + a.numel(), b.numel()).copy_(b.reshape(-1));
+                    at += Size(l);
+                }
+            }
+            pp.Broadcast(packed, s);
+            var host = packed.cpu();
+            long off = 0;
+            foreach (var l in owned)
+            {
+                long na = config.Rank * l.In, nb = l.Out * config.Rank;
+                full[l.Name] = (host.narrow(0, off, na).reshape(config.Rank, l.In).clone().DetachFromDisposeScope(),
+                    host.narrow(0, off + na, nb).reshape(l.Out, config.Rank).clone().DetachFromDisposeScope());
+                off += na + nb;
+            }
+        }
+        return new LoraWeights(config, layers.Select(l => (l, full[l.Name].A, full[l.Name].B)).ToList());
+    }
 
     /// <summary>
     /// W + scale · B A for every adapted layer of a whole (single-device) model, computed in float32 and written into

@@ -6,6 +6,8 @@ namespace Trainer.Lora;
 public sealed record LoraLayer(string Name, long Out, long In)
 {
     public string WeightName => Name + ".weight";
+    /// <summary>The transformer block the layer is in (h.3.attn.c_attn → 3): which pipeline chunk holds it.</summary>
+    public int Block => int.Parse(Name.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>Which layers of a model a <see cref="LoraConfig"/> selects.</summary>

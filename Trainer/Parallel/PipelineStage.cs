@@ -58,6 +58,9 @@ public sealed class PipelineStageModel : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input) =>
         throw new InvalidOperationException("a pipeline stage runs through PipelineRunner, chunk by chunk");
 
+    /// <summary>LoRA: the adapters of every chunk (each chunk holds its own blocks' adapters), local chunk order.</summary>
+    public IReadOnlyList<Trainer.Lora.LoraAdapter> LoraAdapters => chunks.SelectMany(c => c.LoraAdapters).ToList();
+
     /// <summary>Parameters every TP rank holds whole (counted once in the global norm; summed over TP under SP).</summary>
     public IReadOnlyList<Tensor> ReplicatedParameters() => chunks.SelectMany(c => c.ReplicatedParameters()).ToList();
 
@@ -75,12 +78,13 @@ public sealed class PipelineStageModel : nn.Module<Tensor, Tensor>
     /// and the last stage's head copy start equal; their gradients are summed here (both stages end with g_first +
     /// g_last, the same bits: addition commutes), so both copies take the same optimizer steps and stay equal — as the
     /// single-device model's one tensor. Collective over <paramref name="pp"/>: every stage calls it (LLaMA-3 and
-    /// middle stages return at once). Call after the schedule, before the DP reduction.
+    /// middle stages return at once, and so does every stage under LoRA: the embedding is frozen on both ends).
+    /// Call after the schedule, before the DP reduction.
     /// </summary>
     public void AllReduceTiedEmbeddingGrads(ICommunicator pp)
     {
         var tied = chunks.Select(c => c.TiedEmbedding).FirstOrDefault(t => t is not null);
-        if (tied is null || Stages == 1) return;
+        if (tied is null || Stages == 1 || !tied.requires_grad) return;
         int peer = Stage == 0 ? Stages - 1 : 0;
         using var _ = no_grad();
         var g = tied.grad ?? throw new InvalidOperationException($"stage {Stage}: the tied embedding has no gradient");

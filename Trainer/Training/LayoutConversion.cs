@@ -33,14 +33,15 @@ internal static class LayoutConversion
         }
     }
 
-    /// <summary>The parameters of <paramref name="model"/> in optimizer order (model.parameters()), with their
-    /// weight-file names and how each is cut from the full tensor (null: whole).</summary>
+    /// <summary>The parameters of <paramref name="model"/> in model.parameters() order, with their weight-file names
+    /// (LoRA adapters: h.0.attn.c_attn.lora_A, …) and how each is cut from the full tensor (null: whole). The
+    /// optimizer holds the trainable ones among them, in this order (<see cref="Trainable"/>).</summary>
     static List<(string Name, Tensor Tensor, ShardSpec? Spec)> NamedParameters(nn.Module<Tensor, Tensor> model)
     {
         IEnumerable<(string Name, Tensor Tensor, ShardSpec? Spec)> shards = model switch
         {
-            PipelineStageModel stage => stage.Chunks.SelectMany(c => c.Shards()),
-            TensorParallelLm tp => tp.Shards(),
+            PipelineStageModel stage => stage.Chunks.SelectMany(c => c.Shards()).Concat(stage.LoraAdapters.SelectMany(a => a.Shards())),
+            TensorParallelLm tp => tp.Shards().Concat(tp.LoraAdapters.SelectMany(a => a.Shards())),
             CausalLm lm => WholeModel(lm),
             _ => throw new CheckpointException($"a {model.GetType().Name} has no named parameters; its checkpoint cannot move between layouts"),
         };
@@ -49,14 +50,21 @@ internal static class LayoutConversion
             : throw new CheckpointException("a model parameter has no weight-file name; its checkpoint cannot move between layouts")).ToList();
     }
 
+    /// <summary>The parameters the optimizer holds (all of them, or under LoRA the adapters), in its order.</summary>
+    static List<(string Name, Tensor Tensor, ShardSpec? Spec)> Trainable(List<(string Name, Tensor Tensor, ShardSpec? Spec)> named) =>
+        named.Where(n => n.Tensor.requires_grad).ToList();
+
     /// <summary>A whole model's parameters under their weight-file names. Its module paths are those names (wte and
-    /// wpe with ".weight"); the weight properties may hand out other wrappers, so the module's own are used.</summary>
+    /// wpe with ".weight"; an adapter h.0.attn.c_attn.lora.lora_A); the weight properties may hand out other wrappers,
+    /// so the module's own are used.</summary>
     static IEnumerable<(string Name, Tensor Tensor, ShardSpec? Spec)> WholeModel(CausalLm lm)
     {
-        var names = lm.WeightFileOrder().Select(w => w.Name).ToHashSet();
+        var names = lm.WeightFileOrder().Select(w => w.Name).Concat(lm.LoraAdapters.SelectMany(a => a.Shards().Select(s => s.Name))).ToHashSet();
         foreach (var (path, p) in lm.named_parameters())
         {
+            string adapter = path.Replace(".lora.lora_", ".lora_");
             string name = names.Contains(path) ? path
+                : adapter != path && names.Contains(adapter) ? adapter
                 : path.EndsWith(".weight") && names.Contains(path[..^".weight".Length]) ? path[..^".weight".Length]
                 : throw new CheckpointException($"parameter '{path}' of '{lm.Config.Name}' has no weight-file name; its checkpoint cannot move between layouts");
             yield return (name, p, null);
@@ -94,12 +102,17 @@ internal static class LayoutConversion
                     }
                     foreach (var (k, v) in scalars) full.Scalars.TryAdd(k, v);
                 }
-                for (int i = 0; i < named.Count; i++)
+                foreach (var (name, tensor, spec) in named)
                 {
-                    var (name, tensor, spec) = named[i];
                     if (name == TensorParallelGpt2.TiedHeadName) continue;   // a copy of wte, which the first stage holds
                     if (!values.TryGetValue(name, out var v)) values[name] = v = (spec, new Tensor[layout.Tp]);
                     v.Pieces[tp] = tensor.detach().clone();
+                }
+                var trainable = Trainable(named);
+                for (int i = 0; i < trainable.Count; i++)
+                {
+                    var (name, tensor, _) = trainable[i];
+                    if (name == TensorParallelGpt2.TiedHeadName) continue;
                     foreach (var (field, flat) in flats)
                     {
                         if (!fields.TryGetValue(field, out var byName)) fields[field] = byName = new();
@@ -140,11 +153,12 @@ internal static class LayoutConversion
             var flatLayout = rank.Optimizer.Layout;
             var (start, length) = rank.Optimizer.FlatRange;
             var mine = new Dictionary<string, Tensor>();
+            var trainable = Trainable(named);
             foreach (var (field, byName) in full.Fields)
             {
                 var flat = zeros(flatLayout.Padded, byName.Values.First().dtype, named[0].Tensor.device);
-                for (int i = 0; i < named.Count; i++)
-                    flat.narrow(0, flatLayout.Offsets[i], flatLayout.Sizes[i]).copy_(Local(Get(byName, named[i].Name, field), named[i].Spec).reshape(-1));
+                for (int i = 0; i < trainable.Count; i++)
+                    flat.narrow(0, flatLayout.Offsets[i], flatLayout.Sizes[i]).copy_(Local(Get(byName, trainable[i].Name, field), trainable[i].Spec).reshape(-1));
                 mine[field] = flat.narrow(0, start, length);
             }
             rank.Optimizer.ImportFlatState(mine, full.Scalars);

@@ -79,7 +79,8 @@ public sealed class ModelBinding
     /// Every rank's model: replicas when the layout does not split the model; otherwise one full float32 model is
     /// built on the CPU (seeded or from the weight file) and each rank gets its slice, cast and moved — its
     /// tensor-parallel shard, or under pipeline parallelism its stage's chunks (of its TP shard) — so a TP/PP run
-    /// starts from exactly the single-device parameters.
+    /// starts from exactly the single-device parameters. LoRA adapters are drawn (or read) once, as a single-device
+    /// run draws them, and every rank takes its part: its layers' adapters, sliced like the layers they wrap.
     /// </summary>
     public RankModelFactory RankFactory => ranks =>
     {
@@ -93,8 +94,10 @@ public sealed class ModelBinding
     {
         var l = r.Groups.Layout;
         if (l.Pp == 1) return WithAdapters(TensorParallelModels.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp), adapters);
-        // LoRA under a pipeline is refused up front (TrainCommand): stages are not CausalLm models adapters attach to yet.
-        return PipelineStageModel.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp, r.Groups.Coord.Pp, l.Pp, l.Vpp);
+        var stage = PipelineStageModel.FromFull(full, r.Device, Dtype, r.Groups.Tp, l.Sp, r.Groups.Coord.Pp, l.Pp, l.Vpp);
+        // LoRA: every chunk takes its own blocks' adapters from the same full set the single-device model attaches.
+        if (adapters is not null) Trainer.Lora.LoraModel.Attach(stage, adapters);
+        return stage;
     }
 
     /// <summary>

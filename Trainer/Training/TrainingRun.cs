@@ -524,13 +524,19 @@ public sealed class TrainingRun
         return (c.Meta.Step, c.Meta.ConsumedSamples / perGlobal);
     }
 
-    /// <summary>--lora_save_path: the adapters alone, gathered over TP (collective), written by world rank 0.</summary>
+    /// <summary>--lora_save_path: the adapters alone, gathered over TP and the pipeline stages (collective) into the
+    /// file a single-device run writes, written by world rank 0.</summary>
     string SaveAdapters(RankThreads rankThreads, Rank[] ranks, string path)
     {
-        var perRank = RunRanks(rankThreads, _world!, r => ranks[r].Model is CausalLm lm && _o.Lora is { } cfg && lm.LoraAdapters.Count > 0
-            ? Trainer.Lora.LoraModel.Gather(lm, cfg) : null);
+        var cfg = _o.Lora ?? throw new InvalidOperationException("--lora_save_path: the run has no LoRA settings");
+        var perRank = RunRanks(rankThreads, _world!, r => ranks[r].Model switch
+        {
+            PipelineStageModel stage when stage.LoraAdapters.Count > 0 => Trainer.Lora.LoraModel.Gather(stage, cfg, ranks[r].Groups.Pp),
+            CausalLm lm when lm.LoraAdapters.Count > 0 => Trainer.Lora.LoraModel.Gather(lm, cfg),
+            _ => null,
+        });
         var full = perRank[0] ?? throw new InvalidOperationException("--lora_save_path: the model has no LoRA adapters");
-        full.Save(path, _o.ModelDescription);
+        if (ranks[0].Groups.Rank == 0) full.Save(path, _o.ModelDescription);   // under mpirun every process gathered the same set
         string saved = $"{path} ({full.Layers.Count} layers, {full.ElementCount} parameters)";
         foreach (var w in perRank) w?.Dispose();
         return saved;

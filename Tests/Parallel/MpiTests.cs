@@ -26,11 +26,16 @@ public static class MpiTests
         Spec.Case("a program of every collective, split and send/recv gives the thread backend's bits (mpirun -np 3)", () => CollectivesMatchThreads(3)),
         Spec.Case("the same with 4 processes, including tensors smaller than the world", () => CollectivesMatchThreads(4)),
         Spec.Case("a rank that hangs ends the job within the timeout with a message naming it", HangNamesTheRank),
-        Spec.Case("trainer DP=2 under mpirun -np 2: LRs bit for bit and losses within 1e-6 of --nthread_per_process=2", () => TrainerMatchesThreads(2, "--model=gpt2-tiny")),
-        Spec.Case("trainer TP=2 x DP=2, ZeRO-1, under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--zero_stage=1")),
+        Spec.Case("trainer DP=2 under mpirun -np 2: LRs bit for bit and losses within 1e-6 of --nthread_per_process=2", () => TrainerMatchesThreads(2, 3, "--model=gpt2-tiny")),
+        // The "done when" shape: LLaMA-3, TP 2 (x DP 2) over 4 processes, StepLR, 10 steps (llama3-tiny-tp: TP 2 must divide the vocabulary).
+        Spec.Case("trainer LLaMA-3 TP=2 x DP=2, StepLR, 10 steps under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, 10, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--lr_scheduler=steplr", "--step_size=3", "--gamma=0.5")),
+        Spec.Case("trainer GPT-2 PP=2 x DP=2, 1F1B, tied embedding across stages, ZeRO-2, under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, 3, "--model=gpt2-tiny-pp", "--pipeline_parallel=2", "--zero_stage=2")),
+        Spec.Case("trainer LLaMA-3 TP=2 x PP=2 x VPP=2 (interleaved 1F1B) + SP, ZeRO-1, under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, 3, "--model=llama3-tiny-pp", "--tensor_parallel=2", "--sequence_parallel", "--pipeline_parallel=2", "--virtual_pipeline_parallel=2", "--zero_stage=1")),
         Spec.Case("a checkpoint written by threads resumes under mpirun -np 2 and continues the threaded run", ThreadCheckpointResumesUnderMpi),
         Spec.Case("killing one rank mid-run ends the job naming it; its last checkpoint resumes under threads", KilledRankEndsJob),
-        Spec.Case("threads and processes do not combine yet: a clear usage error", HybridRefused)));
+        Spec.Case("threads x processes: every collective, split and send/recv over 2 processes x 2 threads gives the thread backend's bits", () => HybridCollectivesMatchThreads(2, 2)),
+        Spec.Case("trainer threads x processes: TP=2 x DP=2, ZeRO-1, as mpirun -np 2 x --nthread_per_process=2 matches the threaded run", () => TrainerMatchesThreads(4, 3, 2, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--zero_stage=1")),
+        Spec.Case("trainer threads x processes: PP=2 x TP=2 (a stage per process), interleaved 1F1B, matches the threaded run", () => TrainerMatchesThreads(4, 3, 2, "--model=gpt2-tiny-pp", "--pipeline_parallel=2", "--virtual_pipeline_parallel=2", "--tensor_parallel=2"))));
 
     /// <summary>The NCCL backend cannot run here (no GPU, CPU TorchSharp); what can be checked on the CPU is its loading.</summary>
     [Tests]
@@ -101,7 +106,8 @@ public static class MpiTests
 
     // ------------------------------------------------------------------ the collectives program
 
-    /// <summary>Worker mode: <c>mpi-worker collectives OUT_PREFIX</c> or <c>mpi-worker hang</c>. Returns the exit code.</summary>
+    /// <summary>Worker mode: <c>mpi-worker collectives OUT_PREFIX</c>, <c>mpi-worker hybrid THREADS OUT_PREFIX</c> or
+    /// <c>mpi-worker hang</c>. Returns the exit code.</summary>
     public static int WorkerMain(string[] args)
     {
         int rc = 1;
@@ -112,6 +118,20 @@ public static class MpiTests
             {
                 case "collectives":
                     File.WriteAllLines($"{args[1]}.{world.Rank}", CollectivesProgram(world));
+                    break;
+                case "hybrid":
+                    // mpi-worker hybrid THREADS OUT_PREFIX: the program on every rank thread of processes x threads ranks.
+                    var comms = HybridCommunicator.CreateWorld(int.Parse(args[1], CultureInfo.InvariantCulture), MpiRuntime.Timeout);
+                    var errors = new Exception?[comms.Count];
+                    var threads = comms.Select((c, t) => new Thread(() =>
+                    {
+                        try { File.WriteAllLines($"{args[2]}.{c.WorldRanks[c.Rank]}", CollectivesProgram(c)); }
+                        catch (Exception e) { errors[t] = e; ((HybridCommunicator)c).Abort(e); }
+                    })).ToArray();
+                    foreach (var t in threads) t.Start();
+                    foreach (var t in threads) t.Join();
+                    foreach (var c in comms) c.Dispose();
+                    if (errors.FirstOrDefault(e => e is not null) is { } failed) throw failed;
                     break;
                 case "hang":
                     if (world.Rank == 1) Thread.Sleep(TimeSpan.FromSeconds(120));   // never arrives in time
@@ -233,6 +253,27 @@ public static class MpiTests
         finally { Directory.Delete(dir, true); }
     }
 
+    static void HybridCollectivesMatchThreads(int processes, int threads)
+    {
+        var dir = ResumeTests.TempDir("mpi-hybrid");
+        try
+        {
+            string prefix = Path.Combine(dir, "rank");
+            var r = RunMpi(processes, new[] { Here("Tests.dll"), "mpi-worker", "hybrid", threads.ToString(CultureInfo.InvariantCulture), prefix });
+            Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
+            int world = processes * threads;
+            var expected = ThreadCommunicator.Run(world, c => CollectivesProgram(c), TimeSpan.FromSeconds(60));
+            for (int rank = 0; rank < world; rank++)
+            {
+                var got = File.ReadAllLines($"{prefix}.{rank}");
+                Must.Equal(got.Length, expected[rank].Count, $"world rank {rank}: result lines");
+                for (int k = 0; k < got.Length; k++)
+                    Must.Equal(got[k], expected[rank][k], $"world rank {rank}, result {k}");
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     static void HangNamesTheRank()
     {
         var r = RunMpi(2, new[] { Here("Tests.dll"), "mpi-worker", "hang" }, new Dictionary<string, string> { [MpiRuntime.TimeoutVariable] = "3" }, limitSeconds: 90);
@@ -290,18 +331,23 @@ public static class MpiTests
         }
     }
 
-    static void TrainerMatchesThreads(int world, params string[] layout)
+    static void TrainerMatchesThreads(int world, int steps, params string[] layout) => TrainerMatchesThreads(world, steps, 1, layout);
+
+    /// <summary>The trainer under mpirun (world / <paramref name="threadsPerProcess"/> processes of that many rank threads)
+    /// against its threaded run of the same layout.</summary>
+    static void TrainerMatchesThreads(int world, int steps, int threadsPerProcess, params string[] layout)
     {
         var dir = ResumeTests.TempDir("mpi-train");
         try
         {
             var data = Tokens(dir, layout);
             string mpiLog = Path.Combine(dir, "mpi.jsonl"), threadLog = Path.Combine(dir, "threads.jsonl");
-            var r = RunMpi(world, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, mpiLog, 3, layout)));
+            int np = world / threadsPerProcess;
+            var r = RunMpi(np, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, mpiLog, steps, layout.Append($"--nthread_per_process={threadsPerProcess}"))));
             Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
-            Must.Contains(r.Output, $"over {world} MPI processes", "the layout line says the ranks are processes");
-            Must.Equal(r.Output.Split('\n').Count(l => l.StartsWith("step    1/3")), 1, "only rank 0 logs steps");
-            var t = Threads(TrainArgs(data, threadLog, 3, layout.Append($"--nthread_per_process={world}")));
+            Must.Contains(r.Output, threadsPerProcess == 1 ? $"over {np} MPI processes" : $"over {np} MPI processes x {threadsPerProcess} threads", "the layout line says the ranks are processes");
+            Must.Equal(r.Output.Split('\n').Count(l => l.StartsWith($"step    1/{steps}")), 1, "only rank 0 logs steps");
+            var t = Threads(TrainArgs(data, threadLog, steps, layout.Append($"--nthread_per_process={world}")));
             Must.True(t.Exit == 0, $"threaded run exit {t.Exit}:\n{t.Output}");
             SameRun(ReadLog(mpiLog), ReadLog(threadLog), string.Join(" ", layout));
         }
@@ -383,12 +429,5 @@ public static class MpiTests
             Must.Contains(resumed.Output, $"resumed from {newest.Dir} at step {newest.Step}", "resumed from the last checkpoint");
         }
         finally { Directory.Delete(dir, true); }
-    }
-
-    static void HybridRefused()
-    {
-        var r = RunMpi(2, new[] { Here("Trainer.dll"), "--nthread_per_process=2", "--num_iteration=1" }, limitSeconds: 120);
-        Must.True(r.Exit != 0, $"refused:\n{r.Output}");
-        Must.Contains(r.Output, "--nthread_per_process=2 under mpirun -np 2: threads and processes do not combine yet", "usage message");
     }
 }

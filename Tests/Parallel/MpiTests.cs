@@ -34,7 +34,7 @@ public static class MpiTests
         Spec.Case("a checkpoint written by threads resumes under mpirun -np 2 and continues the threaded run", ThreadCheckpointResumesUnderMpi),
         Spec.Case("killing one rank mid-run ends the job naming it; its last checkpoint resumes under threads", KilledRankEndsJob),
         Spec.Case("threads x processes: every collective, split and send/recv over 2 processes x 2 threads gives the thread backend's bits", () => HybridCollectivesMatchThreads(2, 2)),
-        Spec.Case("trainer threads x processes: TP=2 x DP=2, ZeRO-1, as mpirun -np 2 x --nthread_per_process=2 matches the threaded run", () => TrainerMatchesThreads(4, 3, 2, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--zero_stage=1")),
+        Spec.Case("trainer threads x processes: TP=2 x DP=2, ZeRO-1, as mpirun -np 2 x --nthread_per_process=2 matches the threaded run; its checkpoint resumes under threads", () => TrainerMatchesThreads(4, 3, 2, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--zero_stage=1", "@save")),
         Spec.Case("trainer threads x processes: PP=2 x TP=2 (a stage per process), interleaved 1F1B, matches the threaded run", () => TrainerMatchesThreads(4, 3, 2, "--model=gpt2-tiny-pp", "--pipeline_parallel=2", "--virtual_pipeline_parallel=2", "--tensor_parallel=2"))));
 
     /// <summary>The NCCL backend cannot run here (no GPU, CPU TorchSharp); what can be checked on the CPU is its loading.</summary>
@@ -335,21 +335,31 @@ public static class MpiTests
 
     /// <summary>The trainer under mpirun (world / <paramref name="threadsPerProcess"/> processes of that many rank threads)
     /// against its threaded run of the same layout.</summary>
+    /// <summary>With "@save" in <paramref name="layout"/> the MPI run also saves at step 2 and a threaded run resumes from that checkpoint.</summary>
     static void TrainerMatchesThreads(int world, int steps, int threadsPerProcess, params string[] layout)
     {
+        bool save = layout.Contains("@save");
+        layout = layout.Where(a => a != "@save").ToArray();
         var dir = ResumeTests.TempDir("mpi-train");
         try
         {
             var data = Tokens(dir, layout);
             string mpiLog = Path.Combine(dir, "mpi.jsonl"), threadLog = Path.Combine(dir, "threads.jsonl");
             int np = world / threadsPerProcess;
-            var r = RunMpi(np, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, mpiLog, steps, layout.Append($"--nthread_per_process={threadsPerProcess}"))));
+            string ckpt = Path.Combine(dir, "S");
+            var saving = save ? new[] { "--save", ckpt, "--save_interval=2" } : Array.Empty<string>();
+            var r = RunMpi(np, new[] { Here("Trainer.dll") }.Concat(TrainArgs(data, mpiLog, steps, layout.Append($"--nthread_per_process={threadsPerProcess}").Concat(saving))));
             Must.True(r.Exit == 0, $"mpirun exit {r.Exit}:\n{r.Output}");
             Must.Contains(r.Output, threadsPerProcess == 1 ? $"over {np} MPI processes" : $"over {np} MPI processes x {threadsPerProcess} threads", "the layout line says the ranks are processes");
             Must.Equal(r.Output.Split('\n').Count(l => l.StartsWith($"step    1/{steps}")), 1, "only rank 0 logs steps");
             var t = Threads(TrainArgs(data, threadLog, steps, layout.Append($"--nthread_per_process={world}")));
             Must.True(t.Exit == 0, $"threaded run exit {t.Exit}:\n{t.Output}");
             SameRun(ReadLog(mpiLog), ReadLog(threadLog), string.Join(" ", layout));
+            if (!save) return;
+            string second = Path.Combine(ckpt, Trainer.Checkpoint.CheckpointStore.DirectoryName(2)), resumed = Path.Combine(dir, "resumed.jsonl");
+            var back = Threads(TrainArgs(data, resumed, steps, layout.Concat(new[] { $"--nthread_per_process={world}", "--load", second })));
+            Must.True(back.Exit == 0, $"resume under threads: exit {back.Exit}\n{back.Output}");
+            SameRun(ReadLog(resumed), ReadLog(threadLog).Where(s => s.Step > 2).ToArray(), "the threaded resume of the MPI checkpoint");
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -26,6 +26,7 @@ public static class MpiTests
         Spec.Case("a program of every collective, split and send/recv gives the thread backend's bits (mpirun -np 3)", () => CollectivesMatchThreads(3)),
         Spec.Case("the same with 4 processes, including tensors smaller than the world", () => CollectivesMatchThreads(4)),
         Spec.Case("a rank that hangs ends the job within the timeout with a message naming it", HangNamesTheRank),
+        Spec.Case("threads x processes: a rank thread that hangs ends the job within the timeout, naming it and its process", HybridHangNamesTheRank),
         Spec.Case("trainer DP=2 under mpirun -np 2: LRs bit for bit and losses within 1e-6 of --nthread_per_process=2", () => TrainerMatchesThreads(2, 3, "--model=gpt2-tiny")),
         // The "done when" shape: LLaMA-3, TP 2 (x DP 2) over 4 processes, StepLR, 10 steps (llama3-tiny-tp: TP 2 must divide the vocabulary).
         Spec.Case("trainer LLaMA-3 TP=2 x DP=2, StepLR, 10 steps under mpirun -np 4 matches the threaded run", () => TrainerMatchesThreads(4, 10, "--model=llama3-tiny-tp", "--tensor_parallel=2", "--lr_scheduler=steplr", "--step_size=3", "--gamma=0.5")),
@@ -121,17 +122,14 @@ public static class MpiTests
                     break;
                 case "hybrid":
                     // mpi-worker hybrid THREADS OUT_PREFIX: the program on every rank thread of processes x threads ranks.
-                    var comms = HybridCommunicator.CreateWorld(int.Parse(args[1], CultureInfo.InvariantCulture), MpiRuntime.Timeout);
-                    var errors = new Exception?[comms.Count];
-                    var threads = comms.Select((c, t) => new Thread(() =>
+                    RunHybrid(int.Parse(args[1], CultureInfo.InvariantCulture), c => File.WriteAllLines($"{args[2]}.{c.WorldRanks[c.Rank]}", CollectivesProgram(c)));
+                    break;
+                case "hybrid-hang":
+                    RunHybrid(2, c =>
                     {
-                        try { File.WriteAllLines($"{args[2]}.{c.WorldRanks[c.Rank]}", CollectivesProgram(c)); }
-                        catch (Exception e) { errors[t] = e; ((HybridCommunicator)c).Abort(e); }
-                    })).ToArray();
-                    foreach (var t in threads) t.Start();
-                    foreach (var t in threads) t.Join();
-                    foreach (var c in comms) c.Dispose();
-                    if (errors.FirstOrDefault(e => e is not null) is { } failed) throw failed;
+                        if (c.WorldRanks[c.Rank] == 3) Thread.Sleep(TimeSpan.FromSeconds(120));   // process 1's second thread never arrives
+                        c.AllReduce(torch.ones(3), ReduceOp.Sum);
+                    });
                     break;
                 case "hang":
                     if (world.Rank == 1) Thread.Sleep(TimeSpan.FromSeconds(120));   // never arrives in time
@@ -143,6 +141,23 @@ public static class MpiTests
         catch (Exception e) { Console.Error.WriteLine($"[rank {MpiRuntime.LaunchedRank}] error: {e.GetType().Name}: {e.Message}"); }
         MpiRuntime.End(rc);
         return rc;
+    }
+
+    /// <summary>Runs <paramref name="body"/> on each of this process's <paramref name="threads"/> rank threads of a
+    /// <see cref="HybridCommunicator"/> world; a failing thread aborts the others; rethrows the first failure.</summary>
+    static void RunHybrid(int threads, Action<ICommunicator> body)
+    {
+        var comms = HybridCommunicator.CreateWorld(threads, MpiRuntime.Timeout);
+        var errors = new Exception?[comms.Count];
+        var running = comms.Select((c, t) => new Thread(() =>
+        {
+            try { body(c); }
+            catch (Exception e) { errors[t] = e; ((HybridCommunicator)c).Abort(e); }
+        })).ToArray();
+        foreach (var t in running) t.Start();
+        foreach (var t in running) t.Join();
+        foreach (var c in comms) c.Dispose();
+        if ((errors.FirstOrDefault(e => e is not null and not CommunicatorAbortedException) ?? errors.FirstOrDefault(e => e is not null)) is { } failed) throw failed;
     }
 
     static string Hex(Tensor t)
@@ -272,6 +287,15 @@ public static class MpiTests
             }
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    static void HybridHangNamesTheRank()
+    {
+        var r = RunMpi(2, new[] { Here("Tests.dll"), "mpi-worker", "hybrid-hang" }, new Dictionary<string, string> { [MpiRuntime.TimeoutVariable] = "3" }, limitSeconds: 90);
+        Must.True(r.Exit != 0, $"the job must fail:\n{r.Output}");
+        Must.True(r.Seconds < 60, $"the job took {r.Seconds:F0} s, the timeout is 3 s (+ startup)");
+        Must.Contains(r.Output, "timed out after 3 s waiting for the header (it hangs, died, or called another operation) from rank 3 (world rank 3, process 1)", "names the rank thread and its process");
+        Must.Contains(r.Output, "MPI_ABORT was invoked", "mpirun ends the job");
     }
 
     static void HangNamesTheRank()

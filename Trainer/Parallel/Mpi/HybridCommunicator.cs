@@ -353,7 +353,7 @@ sealed unsafe class MpiPostOffice
                 if (idle < 100) Thread.Yield(); else Thread.Sleep(1);
             }
         }
-        catch (Exception e) { Abort(-1, e); }
+        catch (Exception e) { Abort(Process * _threads, new CommunicatorException($"the MPI postman of process {Process} failed: {e.Message}", e)); }
     }
 
     void Receive(int source, int bytes)
@@ -373,11 +373,14 @@ sealed unsafe class MpiPostOffice
         }
     }
 
-    /// <summary>Called once per world member: the last one waits for the sends to complete, stops the postman and frees the communicator.</summary>
+    /// <summary>Called once per world member: the last one waits for the sends to complete, stops the postman and frees the
+    /// communicator (unless the ranks were aborted: then the job is about to end with MPI_Abort).</summary>
     public void Release()
     {
         if (Interlocked.Decrement(ref _users) > 0) return;
         _closing = true;
+        // After a failure the job ends with MPI_Abort: messages to peers that may be gone are not waited for.
+        lock (_lock) if (_abort is not null) return;
         if (!_postman.Join(_timeout))
             throw new CommunicatorTimeoutException($"process {Process}: its messages were not delivered within {_timeout.TotalSeconds:0.###} s");
         lock (_lock)

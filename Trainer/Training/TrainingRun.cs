@@ -236,7 +236,7 @@ public sealed class TrainingRun
     /// <summary>
     /// The communicators of this process's ranks, element i for local rank i (its world rank is <c>world[i].Rank</c>):
     /// every rank of the world as threads (over NCCL when they are several CUDA devices), or under mpirun (<see cref="TrainOptions.Processes"/> &gt; 1) this process's
-    /// one rank of the MPI world.
+    /// one rank of the MPI world, or its World / Processes rank threads of a <see cref="Trainer.Parallel.Mpi.HybridCommunicator"/> world.
     /// </summary>
     IReadOnlyList<ICommunicator> CreateWorld(int size)
     {

@@ -295,7 +295,8 @@ public static class MpiTests
         Must.True(r.Exit != 0, $"the job must fail:\n{r.Output}");
         Must.True(r.Seconds < 60, $"the job took {r.Seconds:F0} s, the timeout is 3 s (+ startup)");
         Must.Contains(r.Output, "timed out after 3 s waiting for the header (it hangs, died, or called another operation) from rank 3 (world rank 3, process 1)", "names the rank thread and its process");
-        Must.Contains(r.Output, "MPI_ABORT was invoked", "mpirun ends the job");
+        // Not asserted: mpirun's own "MPI_ABORT was invoked" text, which it once failed to print ("ORTE_ERROR_LOG: Out of
+        // resource ... show_help.c"); the failed exit within the time limit is what shows the job was ended.
     }
 
     static void HangNamesTheRank()

@@ -38,7 +38,7 @@ namespace Trainer
                 new System.Text.UTF8Encoding(false)) { AutoFlush = true };
 
         /// <summary>
-        /// <c>train</c>; under mpirun (one rank per process) only rank 0 writes to stdout, errors are prefixed with the
+        /// <c>train</c>; under mpirun only process 0 (world rank 0) writes to stdout, errors are prefixed with the
         /// rank, and the job ends with MPI_Finalize (success) or MPI_Abort (a failure: mpirun then stops every rank).
         /// </summary>
         static int Train(string[] args)

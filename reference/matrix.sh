@@ -4,6 +4,7 @@
 #   reference/matrix.sh [-o OUTDIR] [-m gpt2,llama3] [-d float32,bfloat16] [-s warmup-cosine,chained] [SCENARIO...]
 #   reference/matrix.sh -l                      # list the scenarios
 #   reference/matrix.sh -b mpi ...              # also run each multi-rank scenario under mpirun (MPI backend)
+#   reference/matrix.sh -b hybrid ...           # ... as mpirun -np W/2 processes x --nthread_per_process=2 threads
 # No SCENARIO = all of them. Per row: name, layout, max |Δloss| vs single device (tolerance 1e-5 float32, 1e-2
 # bfloat16), LR check (bit-identical every step), the ZeRO twin check (bit-identical losses and LRs), tokens/s
 # (mean over steps 2..N) and optimizer-state bytes per rank. Ends with `matrix: N passed, N failed`; exit 1 on any
@@ -11,13 +12,14 @@
 # OUTDIR (default /tmp/matrix)/MODEL-DTYPE-SCHEDULE/ID.{jsonl,log}.
 # -b mpi: each scenario with --nthread_per_process=W also runs as `mpirun --oversubscribe -np W` (one rank per process,
 # --nthread_per_process=1) and must match its threaded run: LRs bit-identical, loss within 1e-6 (column "mpi").
+# -b hybrid: the same with W/2 processes of 2 rank threads each (threads x processes; W must be even).
 # CS_TRAINER: how to start the C# trainer (default: dotnet Trainer/bin/Release/net10.0/Trainer.dll).
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CASES="$HERE/matrix_cases.txt"
 OUT=/tmp/matrix; MODELS=gpt2,llama3; DTYPES=float32,bfloat16; SCHEDS=warmup-cosine,chained; LIST=0; BACKEND=threads
 while getopts "o:m:d:s:lb:" o; do case $o in o) OUT=$OPTARG;; m) MODELS=$OPTARG;; d) DTYPES=$OPTARG;; s) SCHEDS=$OPTARG;; l) LIST=1;; b) BACKEND=$OPTARG;; *) exit 2;; esac; done
-case $BACKEND in threads) ;; mpi) command -v mpirun >/dev/null || { echo "matrix.sh: -b mpi needs mpirun (apt-get install openmpi-bin)" >&2; exit 2; };; *) echo "matrix.sh: -b: '$BACKEND' is not threads or mpi" >&2; exit 2;; esac
+case $BACKEND in threads) ;; mpi|hybrid) command -v mpirun >/dev/null || { echo "matrix.sh: -b mpi needs mpirun (apt-get install openmpi-bin)" >&2; exit 2; };; *) echo "matrix.sh: -b: '$BACKEND' is not threads, mpi or hybrid" >&2; exit 2;; esac
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 shift $((OPTIND - 1))
 CS="${CS_TRAINER:-dotnet $HERE/../Trainer/bin/Release/net10.0/Trainer.dll}"
@@ -48,10 +50,10 @@ run() {
   local dir=$1 name=$2; shift 2
   $CS "$@" --log_json="$dir/$name.jsonl" > "$dir/$name.log" 2>&1
 }
-# runmpi DIR NAME W FLAGS...: the same run as W processes of one rank each.
+# runmpi DIR NAME P FLAGS...: the same run as P processes (each with the flags' --nthread_per_process rank threads).
 runmpi() {
-  local dir=$1 name=$2 w=$3; shift 3
-  mpirun --oversubscribe -np "$w" $CS "$@" --log_json="$dir/$name.jsonl" > "$dir/$name.log" 2>&1
+  local dir=$1 name=$2 p=$3; shift 3
+  mpirun --oversubscribe -np "$p" $CS "$@" --log_json="$dir/$name.jsonl" > "$dir/$name.log" 2>&1
 }
 # compare A B LOSS_ATOL: compare.py's summary line; LRs must be bit-identical (relative tolerance 0).
 compare() { $PY "$HERE/compare.py" "$1" "$2" --lr-rtol=0 --loss-atol="$3" --quiet --labels=a,b 2>&1 | tail -1; }
@@ -125,8 +127,9 @@ for m in "${MS[@]}"; do for d in "${DS[@]}"; do for s in "${SS[@]}"; do
         else tw=FAIL; ok=0; fi
       fi
       w=$(sed -n 's/.*--nthread_per_process=\([0-9]*\).*/\1/p' <<< "${FLAGS[$i]}")
-      if [ "$BACKEND" = mpi ] && [ -n "$w" ] && [ "$w" -gt 1 ] && [[ "${FLAGS[$i]}" != *@resume* ]]; then
-        if runmpi "$dir" "$i.mpi" "$w" "${base[@]}" ${FLAGS[$i]/--nthread_per_process=$w/--nthread_per_process=1}; then
+      if [ "$BACKEND" != threads ] && [ -n "$w" ] && [ "$w" -gt 1 ] && [[ "${FLAGS[$i]}" != *@resume* ]]; then
+        tpp=1; [ "$BACKEND" = hybrid ] && tpp=2
+        if runmpi "$dir" "$i.mpi" $((w / tpp)) "${base[@]}" ${FLAGS[$i]/--nthread_per_process=$w/--nthread_per_process=$tpp}; then
           if [[ "$(compare "$dir/$i.jsonl" "$dir/$i.mpi.jsonl" 1e-6)" == *PASS ]]; then mp=same; else mp=DIFF; ok=0; fi
         else mp=FAIL; ok=0; fi
       fi

@@ -36,7 +36,7 @@ public static class TrainCommand
         SchedulerFlags.Define(f);
         f.String("device", "cpu", "cpu or cuda (with --nthread_per_process N > 1 on cuda, rank i uses cuda:i).", par);
         f.String("dtype", "float32", "Parameter/compute precision: float32|bfloat16.", par);
-        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).\nUnder mpirun: 1 (one rank per process; the world is the number of processes, README).", par, "dp");
+        f.Int("nthread_per_process", 1, "Ranks in this process, one thread each (CPU, or cuda:0..N-1): TP x DP x PP, in Megatron's TP-DP-PP order\n(TP fastest); DP = N / (TP x PP). Gradients are averaged over DP every step. On the CPU at most max(8, 4 x cores).\nUnder mpirun -np P: the world is P x N ranks, world rank = process x N + thread (README).", par, "dp");
         f.Int("tensor_parallel", 1, "Tensor-parallel ranks: every layer split over TP ranks (column/row-parallel linears, vocab-parallel\nembedding and loss); each shard is a slice of the single-device model.", par);
         f.Bool("sequence_parallel", false, "Sequence parallelism on top of TP: norms and residuals on T/TP positions per rank (needs T % TP == 0).", par);
         f.Int("pipeline_parallel", 1, "Pipeline stages: the layers split into PP x VPP chunks, chunk g on stage g mod PP; the micro-batches\nare the gradient-accumulation steps, so a pipeline run consumes the same samples as a single-device run.", par);
@@ -90,13 +90,10 @@ public static class TrainCommand
         if (v.Positional.Count > 0) throw new UsageException($"unexpected argument '{v.Positional[0]}' (flags start with --; see --help)");
         int B = v.GetInt32("batch_size", 1), T = v.GetInt32("sequence_length", 1), total = v.GetInt32("total_batch_size", 1);
         int steps = v.GetInt32("num_iteration", 1);
-        int dp = v.GetInt32("nthread_per_process", 1, 1024);   // the world: ranks of this process
-        // Under mpirun every process is one rank of the world (threads and processes do not combine yet).
+        int threadsPerProcess = v.GetInt32("nthread_per_process", 1, 1024);   // the ranks of this process
+        // Under mpirun the world is processes x threads (InfiniTrain's PROC_WORLD_SIZE); world rank = process * threads + thread.
         int processes = Trainer.Parallel.Mpi.MpiRuntime.LaunchedSize;
-        if (processes > 1 && dp > 1)
-            throw new UsageException($"--nthread_per_process={dp} under mpirun -np {processes}: threads and processes do not combine yet; " +
-                $"run one rank per process (mpirun -np {processes * dp} with --nthread_per_process=1)");
-        if (processes > 1) dp = processes;
+        int dp = processes * threadsPerProcess;   // the world
         var parallel = new Trainer.Parallel.ParallelFlags(v.GetInt32("tensor_parallel", 1), v.GetBool("sequence_parallel"),
             v.GetInt32("pipeline_parallel", 1), v.GetInt32("virtual_pipeline_parallel", 1), v.GetInt32("zero_stage", 0));
         if (Trainer.Parallel.ParallelLayout.Validate(dp, parallel) is { Count: > 0 } layoutProblems)
@@ -121,8 +118,8 @@ public static class TrainCommand
             throw new UsageException($"--device={device} under mpirun: the MPI backend exchanges CPU tensors; use --device=cpu");
         if (dp > 1 && device.StartsWith("cuda:")) throw new UsageException($"--device={device}: with --nthread_per_process={dp} use --device=cuda (rank i runs on cuda:i)");
         int cores = Environment.ProcessorCount;
-        if (device == "cpu" && processes == 1 && dp > MaxCpuRanks)
-            throw new UsageException($"--nthread_per_process={dp}: at most {MaxCpuRanks} ranks on the CPU (4 per core of this machine's {cores}, at least 8): " +
+        if (device == "cpu" && threadsPerProcess > MaxCpuRanks)
+            throw new UsageException($"--nthread_per_process={threadsPerProcess}: at most {MaxCpuRanks} ranks on the CPU (4 per core of this machine's {cores}, at least 8): " +
                 "each rank is a busy thread with its own model replica; for a larger global batch on fewer ranks raise --total_batch_size (gradient accumulation)");
         int numThreads = v.GetInt32("num_threads", 0);
         if (numThreads > 4 * cores)

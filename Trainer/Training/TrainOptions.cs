@@ -13,9 +13,10 @@ public sealed record TrainOptions
     public int TotalBatchSize { get; init; } = 256;
     public int NumIterations { get; init; } = 10;
     /// <summary>All ranks: TP × DP × PP — the ranks of this process (--nthread_per_process, one thread each), or under
-    /// mpirun one rank in each of <see cref="Processes"/> processes.</summary>
+    /// mpirun World / <see cref="Processes"/> rank threads in each of the processes.</summary>
     public int World { get; init; } = 1;
-    /// <summary>Processes of the mpirun job (one rank each, the MPI backend); 1 = the ranks are threads of this process.</summary>
+    /// <summary>Processes of the mpirun job (the MPI backend; one rank each, or several rank threads each over the hybrid
+    /// communicator); 1 = the ranks are threads of this process.</summary>
     public int Processes { get; init; } = 1;
     /// <summary>--tensor_parallel: ranks that split every layer.</summary>
     public int TensorParallel { get; init; } = 1;

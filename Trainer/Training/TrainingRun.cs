@@ -139,7 +139,7 @@ public sealed class TrainingRun
         if (_o.SaveDir is not null && CheckpointStore.SaveConflict(_o.SaveDir, runId, resume?.Meta.Step ?? 0) is { } conflict)
             throw new TrainingSetupException($"--save: {conflict}; save into another folder, or --load that run to continue it");
         // Auto: leave a core for the runtime; on 2 cores libtorch's 2-thread pool spin-waits and ran 2x slower than 1 thread.
-        int ranksOnNode = _o.Processes > 1 ? Trainer.Parallel.Mpi.MpiRuntime.LocalSize : W;
+        int ranksOnNode = _o.Processes > 1 ? Trainer.Parallel.Mpi.MpiRuntime.LocalSize * (W / _o.Processes) : W;
         int threads = _o.NumThreads > 0 ? _o.NumThreads : Math.Max(1, (Environment.ProcessorCount - 1) / ranksOnNode);
         torch.set_num_threads(threads);
         torch.manual_seed(_o.Seed);
@@ -164,7 +164,7 @@ public sealed class TrainingRun
             bool logs = world[0].Rank == 0;
             using var log = new StepLog(logs ? _out : TextWriter.Null, logs ? _o.LogJson : null, progress && logs, appendJson: resume is not null); // a resumed run continues its log
             log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={layout.Dp}, torch threads={threads})");
-            if (W > 1) log.Info($"layout: {layout}{(_o.Processes > 1 ? $" over {_o.Processes} MPI processes" : "")}");
+            if (W > 1) log.Info($"layout: {layout}{(_o.Processes > 1 ? $" over {_o.Processes} MPI processes{(W > _o.Processes ? $" x {W / _o.Processes} threads" : "")}" : "")}");
             if (_schedule is { } ps) log.Info($"pipeline: {PipelineSchedule.Name(ps.Kind)} schedule, {A} micro-batches over {ps.Chunks} chunks, at most {ps.MaxInFlight()} chunk activations in flight per stage");
             log.Info($"optimizer: {OptimizerDescription}; lr schedule: {ScheduleDescription}");
             if (resume is not null)
@@ -226,6 +226,7 @@ public sealed class TrainingRun
         {
             foreach (var r in ranks) r.Dispose();
             foreach (var c in world) c.Dispose();
+            _processes?.Dispose();
         }
     }
 
@@ -235,18 +236,31 @@ public sealed class TrainingRun
     /// <summary>
     /// The communicators of this process's ranks, element i for local rank i (its world rank is <c>world[i].Rank</c>):
     /// every rank of the world as threads (over NCCL when they are several CUDA devices), or under mpirun (<see cref="TrainOptions.Processes"/> &gt; 1) this process's
-    /// one rank of the MPI world.
+    /// one rank of the MPI world, or its World / Processes rank threads of a <see cref="Trainer.Parallel.Mpi.HybridCommunicator"/> world.
     /// </summary>
     IReadOnlyList<ICommunicator> CreateWorld(int size)
     {
         // Several CUDA ranks talk over NCCL (Trainer/Parallel/Nccl); everything else over threads in this process.
         if (_o.Processes <= 1 && _o.Device.StartsWith("cuda") && size > 1) return Trainer.Parallel.Nccl.NcclCommunicator.CreateWorld(size);
         if (_o.Processes <= 1) return ThreadCommunicator.CreateWorld(size);
-        var mpi = Trainer.Parallel.Mpi.MpiRuntime.World();
-        if (mpi.Size != size)
-            throw new TrainingSetupException($"the layout needs {size} ranks, mpirun started {mpi.Size} processes (one rank each)");
-        return new ICommunicator[] { mpi };
+        int threads = size / _o.Processes;
+        if (threads == 1)
+        {
+            var mpi = Trainer.Parallel.Mpi.MpiRuntime.World();
+            if (mpi.Size != size)
+                throw new TrainingSetupException($"the layout needs {size} ranks, mpirun started {mpi.Size} processes (one rank each)");
+            return new ICommunicator[] { mpi };
+        }
+        // Threads x processes: the rank threads talk over the hybrid communicator; checkpoints agree over a communicator
+        // of the processes (one member each, MPI_COMM_WORLD).
+        _processes = Trainer.Parallel.Mpi.MpiRuntime.World();
+        if (_processes.Size * threads != size)
+            throw new TrainingSetupException($"the layout needs {size} ranks, mpirun started {_processes.Size} processes of {threads} threads");
+        return Trainer.Parallel.Mpi.HybridCommunicator.CreateWorld(threads, Trainer.Parallel.Mpi.MpiRuntime.Timeout);
     }
+
+    /// <summary>Under mpirun with several threads per process: one member per process (checkpoint agreement); else null.</summary>
+    ICommunicator? _processes;
 
     /// <summary>The largest of every rank's value (a collective over the world when ranks live in several processes).</summary>
     static long MaxOverWorld(RankThreads threads, IReadOnlyList<ICommunicator> world, Func<int, long> value) =>
@@ -271,7 +285,11 @@ public sealed class TrainingRun
             catch (Exception e)
             {
                 errors[r] = e;
-                (world[r] as ThreadCommunicator)?.Abort(e);
+                switch (world[r])
+                {
+                    case ThreadCommunicator t: t.Abort(e); break;
+                    case Trainer.Parallel.Mpi.HybridCommunicator h: h.Abort(e); break;
+                }
                 return default!;
             }
         });
@@ -480,14 +498,14 @@ public sealed class TrainingRun
             if (OptimizerSource(layout, r) == r) writers[RankFile(r, CheckpointStore.OptimizerFile)] = p => rank.Optimizer.SaveState(p);
         }
         if (_o.Processes <= 1) return CheckpointStore.Save(_o.SaveDir!, meta, _o.KeepLast, writers);
-        // Several processes (one rank each): each writes its rank's files, world rank 0 the scheduler, meta and manifest.
+        // Several processes: each writes its ranks' files, world rank 0 the scheduler, meta and manifest.
         if (ranks[0].Groups.Rank != 0) writers.Remove(CheckpointStore.SchedulerFile);
         var all = Enumerable.Range(0, layout.World).SelectMany(r => new[]
         {
             ModelSource(layout, r) == r ? RankFile(r, CheckpointStore.ModelFile) : null,
             OptimizerSource(layout, r) == r ? RankFile(r, CheckpointStore.OptimizerFile) : null,
         }).OfType<string>().Distinct().Append(CheckpointStore.SchedulerFile).ToArray();
-        return CheckpointStore.SaveShared(_o.SaveDir!, meta, _o.KeepLast, writers, all, ranks[0].Groups.World);
+        return CheckpointStore.SaveShared(_o.SaveDir!, meta, _o.KeepLast, writers, all, _processes ?? ranks[0].Groups.World);
     }
 
     (int Step, long GlobalBatch) Restore(CheckpointInfo c, Rank[] ranks, IParamGroups groups, ILRScheduler? scheduler)
@@ -549,7 +567,7 @@ public sealed class TrainingRun
     {
         foreach (var rank in ranks)
         {
-            int r = rank.Groups.Rank;   // world rank (under mpirun a process holds one rank)
+            int r = rank.Groups.Rank;   // world rank
             string model = Path.Combine(c.Directory, RankFile(ModelSource(layout, r), CheckpointStore.ModelFile));
             string opt = Path.Combine(c.Directory, RankFile(OptimizerSource(layout, r), CheckpointStore.OptimizerFile));
             foreach (var f in new[] { model, opt })

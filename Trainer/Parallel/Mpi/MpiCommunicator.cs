@@ -26,7 +26,7 @@ namespace Trainer.Parallel.Mpi;
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
     const int HeaderTag = 7001, SendHeaderTag = 7002, SendDataTag = 7003;
-    const int H = 12;   // header fields, see Header()
+    internal const int H = 12;   // header fields, see Agree()
 
     readonly IntPtr _comm;
     readonly bool _ownsComm;
@@ -59,7 +59,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     // ------------------------------------------------------------------ collectives
 
-    enum Op { AllReduce = 1, ReduceScatter, AllGather, Broadcast, Barrier, Split }
+    internal enum Op { AllReduce = 1, ReduceScatter, AllGather, Broadcast, Barrier, Split }
 
     public void AllReduce(Tensor tensor, ReduceOp op)
     {
@@ -183,10 +183,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         BeginOperation();
         long n = ++_ops;
         string what = $"{op} (collective #{n} of group {GroupName}) on world rank {WorldRank}";
-        var mine = new long[H];
-        mine[0] = n; mine[1] = (long)op;
-        Describe(a, mine, 2); Describe(b, mine, 5);
-        mine[8] = param; mine[9] = color; mine[10] = key; mine[11] = WorldRank;
+        var mine = Header(n, op, a, b, param, color, key, WorldRank);
         all ??= new long[Size * H];
         var pinned = GC.AllocateArray<long>(Size * H, pinned: true);
         mine.CopyTo(pinned, Rank * H);
@@ -206,15 +203,32 @@ public sealed unsafe class MpiCommunicator : ICommunicator
             });
         }
         pinned.CopyTo(all, 0);
+        CheckHeaders(all, Size, Who, what);
+        return what;
+    }
+
+    /// <summary>A member's collective header (<see cref="H"/> fields, see <see cref="Agree"/>); shared with <see cref="HybridCommunicator"/>.</summary>
+    internal static long[] Header(long n, Op op, Tensor? a, Tensor? b, int param, int color, int key, int worldRank)
+    {
+        var mine = new long[H];
+        mine[0] = n; mine[1] = (long)op;
+        Describe(a, mine, 2); Describe(b, mine, 5);
+        mine[8] = param; mine[9] = color; mine[10] = key; mine[11] = worldRank;
+        return mine;
+    }
+
+    /// <summary>Throws <see cref="CommunicatorMismatchException"/> when the members' headers (<paramref name="all"/>, member r
+    /// at r·<see cref="H"/>) disagree in fields 0-8, naming each member that differs from member 0.</summary>
+    internal static void CheckHeaders(long[] all, int size, Func<int, string> who, string what)
+    {
         for (int field = 0; field <= 8; field++)
         {
-            var odd = Enumerable.Range(0, Size).Where(r => all[r * H + field] != all[field]).ToArray();
+            var odd = Enumerable.Range(0, size).Where(r => all[r * H + field] != all[field]).ToArray();
             if (odd.Length == 0) continue;
-            string Show(int r) => $"{Who(r)}: {(Op)all[r * H + 1]} #{all[r * H]} {DescribeFields(all, r * H + 2)} / {DescribeFields(all, r * H + 5)} param {all[r * H + 8]}";
+            string Show(int r) => $"{who(r)}: {(Op)all[r * H + 1]} #{all[r * H]} {DescribeFields(all, r * H + 2)} / {DescribeFields(all, r * H + 5)} param {all[r * H + 8]}";
             throw new CommunicatorMismatchException($"{what}: members passed different arguments (every member must call the same collective in the same order, with matching tensors): " +
                 string.Join("; ", new[] { 0 }.Concat(odd).Distinct().Select(Show)));
         }
-        return what;
     }
 
     static void Describe(Tensor? t, long[] into, int at)
@@ -229,7 +243,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     static string DescribeFields(long[] a, int at) => a[at + 1] == 0 && a[at] == 0 ? "-" : $"{(ScalarType)a[at]} x {a[at + 1]}";
 
-    static long[] MessageHeader(Tensor t)
+    internal static long[] MessageHeader(Tensor t)
     {
         var h = new long[10];
         h[0] = (long)t.dtype;
@@ -238,10 +252,11 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         return h;
     }
 
-    static string DescribeHeader(long[] h) => $"[{string.Join(", ", h.Skip(2).Take((int)Math.Min(h[1], 8)))}] {(ScalarType)h[0]}";
+    internal static string DescribeHeader(long[] h) => $"[{string.Join(", ", h.Skip(2).Take((int)Math.Min(h[1], 8)))}] {(ScalarType)h[0]}";
 
     /// <summary>Elements of chunk j when <paramref name="n"/> elements are split over the members (the first n % Size get one more).</summary>
-    long[] ChunkCounts(long n) => Enumerable.Range(0, Size).Select(j => n / Size + (j < n % Size ? 1 : 0)).ToArray();
+    long[] ChunkCounts(long n) => ChunkCounts(n, Size);
+    internal static long[] ChunkCounts(long n, int size) => Enumerable.Range(0, size).Select(j => n / size + (j < n % size ? 1 : 0)).ToArray();
 
     /// <summary>MPI_Ialltoallv: member j gets chunk j of <paramref name="src"/>; returns Size × <paramref name="m"/> elements,
     /// row j = member j's chunk <see cref="Rank"/>.</summary>
@@ -289,7 +304,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     }
 
     /// <summary>The tensor itself when it is a contiguous CPU tensor, else a contiguous copy; CUDA tensors are refused.</summary>
-    static Tensor HostContiguous(Tensor t, string what)
+    internal static Tensor HostContiguous(Tensor t, string what)
     {
         if (t.device_type != DeviceType.CPU)
             throw new CommunicatorException($"{what}: the MPI backend exchanges CPU tensors, this one is on {t.device} (CUDA ranks use the NCCL backend)");
@@ -297,17 +312,17 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     }
 
     /// <summary>MPI counts are 32-bit: a buffer of more than 2 GiB is refused with a message.</summary>
-    static int Bytes(long numel, Tensor t, string what)
+    internal static int Bytes(long numel, Tensor t, string what)
     {
         long bytes = numel * t.ElementSize;
         if (bytes > int.MaxValue) throw new CommunicatorException($"{what}: {bytes} bytes in one MPI message, more than the 2 GiB this backend sends at once");
         return (int)bytes;
     }
 
-    [DllImport("LibTorchSharp")] static extern IntPtr THSTensor_data(IntPtr handle);
+    [DllImport("LibTorchSharp")] internal static extern IntPtr THSTensor_data(IntPtr handle);
 
     /// <summary>The address of the tensor's first element (data_ptr, storage offset included).</summary>
-    static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
+    internal static void* Data(Tensor t) => (void*)THSTensor_data(t.Handle);
 
     void Wait(ref IntPtr request, string what, Func<string> waitingFor)
     {
@@ -356,11 +371,13 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         if (Reduction.Unsupported(t, op) is { } why) throw new CommunicatorMismatchException($"{what}: {why}");
     }
 
-    void CheckSizes(string what, Tensor big, Tensor small, string bigName, string smallName)
+    void CheckSizes(string what, Tensor big, Tensor small, string bigName, string smallName) => CheckSizes(what, big, small, bigName, smallName, Size);
+
+    internal static void CheckSizes(string what, Tensor big, Tensor small, string bigName, string smallName, int size)
     {
         if (big.dtype != small.dtype) throw new CommunicatorMismatchException($"{what}: {bigName} is {big.dtype} but {smallName} is {small.dtype}");
-        if (big.numel() != Size * small.numel())
-            throw new CommunicatorMismatchException($"{what}: {bigName} must hold {Size} x {smallName}'s {small.numel()} elements ({Size * small.numel()}), it holds {big.numel()}");
+        if (big.numel() != size * small.numel())
+            throw new CommunicatorMismatchException($"{what}: {bigName} must hold {size} x {smallName}'s {small.numel()} elements ({size * small.numel()}), it holds {big.numel()}");
     }
 
     void CheckPeer(int peer, string what)

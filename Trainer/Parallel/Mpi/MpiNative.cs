@@ -45,6 +45,10 @@ static unsafe class MpiNative
     static readonly Lazy<IntPtr> pCommSize = new(() => Export("MPI_Comm_size"));
     static readonly Lazy<IntPtr> pCommSplit = new(() => Export("MPI_Comm_split"));
     static readonly Lazy<IntPtr> pCommFree = new(() => Export("MPI_Comm_free"));
+    static readonly Lazy<IntPtr> pCommDup = new(() => Export("MPI_Comm_dup"));
+    static readonly Lazy<IntPtr> pIprobe = new(() => Export("MPI_Iprobe"));
+    static readonly Lazy<IntPtr> pGetCount = new(() => Export("MPI_Get_count"));
+    static readonly Lazy<IntPtr> pRecv = new(() => Export("MPI_Recv"));
     static readonly Lazy<IntPtr> pIalltoallv = new(() => Export("MPI_Ialltoallv"));
     static readonly Lazy<IntPtr> pIallgatherv = new(() => Export("MPI_Iallgatherv"));
     static readonly Lazy<IntPtr> pIbcast = new(() => Export("MPI_Ibcast"));
@@ -76,6 +80,37 @@ static unsafe class MpiNative
         IntPtr n;
         Check(((delegate* unmanaged<IntPtr, int, int, IntPtr*, int>)pCommSplit.Value)(comm, color, key, &n), "MPI_Comm_split");
         return n;
+    }
+
+    public static IntPtr CommDup(IntPtr comm)
+    {
+        IntPtr n;
+        Check(((delegate* unmanaged<IntPtr, IntPtr*, int>)pCommDup.Value)(comm, &n), "MPI_Comm_dup");
+        return n;
+    }
+
+    public const int AnySource = -1;   // MPI_ANY_SOURCE in Open MPI's mpi.h
+
+    /// <summary>Open MPI's MPI_Status (<c>ompi_status_public_t</c>: MPI_SOURCE, MPI_TAG, MPI_ERROR, _cancelled, size_t _ucount).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Status { public int Source, Tag, Error, Cancelled; public nuint Count; }
+
+    /// <summary>MPI_Iprobe(source, tag, comm): a message waiting to be received (its source and size in bytes), or null.</summary>
+    public static (int Source, int Bytes)? Iprobe(int source, int tag, IntPtr comm)
+    {
+        int flag; Status st;
+        Check(((delegate* unmanaged<int, int, IntPtr, int*, Status*, int>)pIprobe.Value)(source, tag, comm, &flag, &st), "MPI_Iprobe");
+        if (flag == 0) return null;
+        int count;
+        Check(((delegate* unmanaged<Status*, IntPtr, int*, int>)pGetCount.Value)(&st, Byte, &count), "MPI_Get_count");
+        return (st.Source, count);
+    }
+
+    /// <summary>Blocking MPI_Recv of bytes (used after MPI_Iprobe has seen the message, so it returns at once).</summary>
+    public static void Recv(void* buf, int count, int source, int tag, IntPtr comm)
+    {
+        Status st;
+        Check(((delegate* unmanaged<void*, int, IntPtr, int, int, IntPtr, Status*, int>)pRecv.Value)(buf, count, Byte, source, tag, comm, &st), "MPI_Recv");
     }
 
     public static void CommFree(IntPtr comm) => Check(((delegate* unmanaged<IntPtr*, int>)pCommFree.Value)(&comm), "MPI_Comm_free");

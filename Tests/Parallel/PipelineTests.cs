@@ -5,6 +5,7 @@ using Microsoft.FSharp.Core;
 using Tests.Harness;
 using Tests.Training;
 using TorchSharp;
+using Trainer.Cli;
 using Trainer.Models;
 using Trainer.Parallel;
 using Trainer.Training;

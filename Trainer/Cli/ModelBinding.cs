@@ -1,11 +1,11 @@
-using Trainer.Cli;
 using Trainer.Data;
 using Trainer.Models;
 using Trainer.Parallel;
+using Trainer.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Trainer.Training;
+namespace Trainer.Cli;
 
 /// <summary>
 /// The trainer's view of a model: its configuration (from the catalog or an llm.c weight file), a replica factory

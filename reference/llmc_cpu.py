@@ -32,7 +32,7 @@ def minflt(pid):
 def run(cmd, cwd, env, step_re, log_path):
     """Runs cmd; returns [(step, loss or None, ms or None, minflt at the step line)] and the exit status."""
     rows = []
-    with open(log_path, "w") as log:
+    with open(log_path, "w", buffering=1) as log:
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in p.stdout:
             log.write(line)

@@ -13,8 +13,10 @@ on the same files with --data_order=llmc (llm.c's sample order) and the same opt
 
 Printed per thread count (OMP_NUM_THREADS for llm.c, --num_threads for C#): both trainers' per-step losses and their
 largest difference, each trainer's median ms/step and tokens/s (its own timing of steps 2..41), and minor page
-faults per step (median over steps 2..41 of the process's minflt from /proc/PID/stat, read as each step line
-appears; llm.c is run under stdbuf -oL so its lines arrive as they are printed). --repeat runs the pairs again,
+faults and CPU ms (user + system, all threads) per step (medians over steps 2..41 of the increase of the process's
+minflt and utime + stime in /proc/PID/stat between step lines, read as each line appears; llm.c runs under
+stdbuf -oL so its lines arrive as they are printed; llm.c's val/sampling passes before steps 11, 21, 31, 41 fall in
+those steps' deltas, which the median skips). CPU ms per step depends less on other load than ms/step does. --repeat runs the pairs again,
 back to back, and reports each figure's median over the repeats.
 """
 import argparse, json, os, re, statistics, subprocess, sys, time
@@ -24,13 +26,18 @@ ROOT = os.path.dirname(HERE)
 STEPS, B, T = 41, 4, 64   # fixed in train_gpt2.c's main
 
 
-def minflt(pid):
+TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def proc_counters(pid):
+    """(minor page faults, CPU ms in user + system) of process pid so far, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[7])   # field 10 (minflt), counted after the comm field
+        v = f.read().rsplit(")", 1)[1].split()   # v[0] is field 3 (state)
+    return int(v[7]), (int(v[11]) + int(v[12])) * TICK_MS   # fields 10 (minflt), 14 (utime), 15 (stime)
 
 
 def run(cmd, cwd, env, step_re, log_path):
-    """Runs cmd; returns [(step, loss or None, ms or None, minflt at the step line)] and the exit status."""
+    """Runs cmd; returns [(step, loss, ms, (minflt, cpu ms) at the step line)] and the exit status."""
     rows = []
     with open(log_path, "w", buffering=1) as log:
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -38,16 +45,17 @@ def run(cmd, cwd, env, step_re, log_path):
             log.write(line)
             m = step_re.search(line)
             if m:
-                try: flt = minflt(p.pid)
+                try: flt = proc_counters(p.pid)
                 except OSError: flt = None
                 rows.append((int(m.group(1)), float(m.group(2)), float(m.group(3)), flt))
         rc = p.wait()
     return rows, rc
 
 
-def per_step_faults(rows):
+def per_step(rows, k):
+    """Median over steps 2..N of the step's increase of counter k (0: minor faults, 1: CPU ms) between step lines."""
     f = [r[3] for r in rows]
-    d = [b - a for a, b in zip(f[:-1], f[1:]) if a is not None and b is not None]   # delta k = faults of step k+2
+    d = [b[k] - a[k] for a, b in zip(f[:-1], f[1:]) if a is not None and b is not None]
     return statistics.median(d) if d else float("nan")
 
 
@@ -61,10 +69,10 @@ def main():
     a = ap.parse_args()
     llmc = os.path.abspath(a.llmc)
     if not (os.path.isfile(llmc) and os.access(llmc, os.X_OK)):
-        sys.exit(f"--llmc={a.llmc}: not an executable file (build llm.c's CPU trainer train_gpt2 yourself and pass its path)")
+        ap.error(f"--llmc={a.llmc}: not an executable file (build llm.c's CPU trainer train_gpt2 yourself and pass its path)")
     try: threads = [int(x) for x in a.threads.split(",")]
-    except ValueError: sys.exit(f"--threads={a.threads}: expected comma-separated thread counts, e.g. 1,2")
-    if a.repeat < 1 or any(n < 1 for n in threads): sys.exit("--repeat and --threads must be >= 1")
+    except ValueError: ap.error(f"--threads={a.threads}: expected comma-separated thread counts, e.g. 1,2")
+    if a.repeat < 1 or any(n < 1 for n in threads): ap.error("--repeat and --threads must be >= 1")
 
     # llm.c's working directory: its fixed file names, pointing at the shared files.
     work = os.path.join(a.out, "llmc_cwd")
@@ -103,21 +111,21 @@ def main():
             results.setdefault(n, []).append(dict(
                 llmc_loss=[r[1] for r in l_rows], cs_loss=[r["loss"] for r in cs_json],
                 llmc_ms=statistics.median(r[2] for r in l_rows[1:]), cs_ms=statistics.median(r["ms"] for r in cs_json[1:]),
-                llmc_pf=per_step_faults(l_rows), cs_pf=per_step_faults(c_rows)))
+                llmc_pf=per_step(l_rows, 0), cs_pf=per_step(c_rows, 0), llmc_cpu=per_step(l_rows, 1), cs_cpu=per_step(c_rows, 1)))
 
     print(f"\nper-step train loss (first repeat, {threads[0]} thread(s); llm.c prints 6 decimals)")
     r0 = results[threads[0]][0]
     print(f"{'step':>4} {'llm.c':>10} {'C#':>10} {'diff':>10}")
     for i, (x, y) in enumerate(zip(r0["llmc_loss"], r0["cs_loss"])):
         print(f"{i + 1:>4} {x:>10.6f} {y:>10.6f} {y - x:>+10.6f}")
-    print(f"\n{'threads':>7} {'max|dloss|':>10} | {'llm.c ms':>9} {'C# ms':>8} | {'llm.c tok/s':>11} {'C# tok/s':>9} {'C#/llm.c':>8} | {'llm.c pf/step':>13} {'C# pf/step':>10}")
+    print(f"\n{'threads':>7} {'max|dloss|':>10} | {'llm.c ms':>9} {'C# ms':>8} | {'llm.c tok/s':>11} {'C# tok/s':>9} {'C#/llm.c':>8} | {'llm.c pf/step':>13} {'C# pf/step':>10} | {'llm.c cpu ms':>12} {'C# cpu ms':>9}")
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     for n in threads:
         rs = results[n]
         dl = max(abs(x - y) for r in rs for x, y in zip(r["llmc_loss"], r["cs_loss"]))
         lm, cm = med(rs, "llmc_ms"), med(rs, "cs_ms")
         print(f"{n:>7} {dl:>10.2e} | {lm:>9.1f} {cm:>8.1f} | {B * T / lm * 1000:>11.0f} {B * T / cm * 1000:>9.0f} {lm / cm:>7.2f}x |"
-              f" {med(rs, 'llmc_pf'):>13.0f} {med(rs, 'cs_pf'):>10.0f}")
+              f" {med(rs, 'llmc_pf'):>13.0f} {med(rs, 'cs_pf'):>10.0f} | {med(rs, 'llmc_cpu'):>12.0f} {med(rs, 'cs_cpu'):>9.0f}")
     if len(threads) > 1:
         for name, k in [("llm.c", "llmc_ms"), ("C#", "cs_ms")]:
             s = " ".join(f"{threads[0]}->{n}: {med(results[threads[0]], k) / med(results[n], k):.2f}x" for n in threads[1:])

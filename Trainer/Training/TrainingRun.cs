@@ -244,7 +244,7 @@ public sealed class TrainingRun
     /// a using. A step allocates little managed memory, so no GC came for many steps, and meanwhile those leftovers,
     /// scattered among the large tensor blocks, kept the C heap from reusing them: it grew by ~300 MB a step and the
     /// kernel zeroed every new page (issue #15: ~100,000 minor page faults a step after <see cref="NativeHeap"/>'s
-    /// settings, a few thousand at most with this). A collection of the young generations, whose objects are few.
+    /// settings; median 14, mean 770 over 41 GPT-2 124M steps with this). A collection of the young generations only.
     /// </summary>
     static void ReleaseNativeGarbage()
     {

@@ -4,6 +4,7 @@ using Trainer.Cli;
 // Trainer lr replay|preview    learning-rate tools (Trainer/LrTools)
 // Trainer prepare-data         tokenize text into llm.c token files (Trainer/Data)
 // Trainer lora-merge           merge LoRA adapters into the base weights (Trainer/Cli/LoraMergeCommand.cs)
+Trainer.Training.OpenMpSpin.Bound();   // before libtorch (and its libgomp) loads
 Trainer.EntryPoint.UsePlainTerminalWriters();
 return Trainer.EntryPoint.Main(args);
 

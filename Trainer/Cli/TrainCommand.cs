@@ -17,6 +17,7 @@ public static class TrainCommand
         var f = new FlagSet("Trainer [train]", "Train GPT-2 or LLaMA-3 (TorchSharp) on llm.c token files, InfiniTrain-style.");
         const string io = "Input / model", tok = "Token layout per step", opt = "Optimization", par = "Parallelism / device", ck = "Checkpoints", lg = "Logging";
         f.String("input_bin", "", "Training tokens (llm.c .bin: GPT-2 uint16 magic 20240520, LLaMA-3 uint32 magic 20240801);\nempty = the embedded default dataset (tokenized for the model's family).", io);
+        f.String("data_order", "infinitrain", "Which samples each step reads: infinitrain (consecutive sequences, InfiniTrain's loader) or llmc\n(llm.c train_gpt2's loader: its seeded shuffle of B x T token blocks, reshuffled every epoch; needs one rank).", io);
         f.String("input_val_bin", "", "Validation tokens (llm.c .bin); with --val_loss_every, the mean loss over --val_max_steps batches is logged.", io);
         f.String("llmc_filepath", "", "llm.c weight file to start from (its header gives the model configuration; --model is then ignored).", io);
         f.String("model", "gpt2-tiny", "Model configuration: " + string.Join("|", ModelBinding.ModelNames()) + ".", io);
@@ -168,6 +169,15 @@ public static class TrainCommand
         // The layout against the model's numbers and the batch (every problem named), before anything is built.
         if (Trainer.Parallel.ParallelLayout.Validate(dp, parallel, Trainer.Parallel.ModelDims.Of(model.Config), new Trainer.Parallel.BatchDims(B, T, total)) is { Count: > 0 } problems)
             throw new UsageException(string.Join("; ", problems));
+        var dataOrder = v.GetString("data_order") switch
+        {
+            "infinitrain" => DataOrder.InfiniTrain,
+            "llmc" => DataOrder.Llmc,
+            var other => throw new UsageException($"--data_order: '{other}' is not one of infinitrain, llmc"),
+        };
+        int dataParallel = dp / (parallel.TensorParallel * parallel.PipelineParallel);
+        if (dataOrder == DataOrder.Llmc && dataParallel != 1)
+            throw new UsageException($"--data_order=llmc needs data parallelism 1 (llm.c's shuffled order is defined for one process); this layout has DP={dataParallel}");
         var pipelineSchedule = PipelineScheduleFlag(v.GetString("pipeline_schedule"), parallel, total / (B * T * (dp / (parallel.TensorParallel * parallel.PipelineParallel))));
 
         var lora = ReadLora(v, model.Config, dp);
@@ -181,7 +191,7 @@ public static class TrainCommand
 
         var o = new TrainOptions
         {
-            BatchSize = B, SequenceLength = T, TotalBatchSize = total, NumIterations = steps, World = dp, Processes = processes,
+            BatchSize = B, SequenceLength = T, DataOrder = dataOrder, TotalBatchSize = total, NumIterations = steps, World = dp, Processes = processes,
             TensorParallel = parallel.TensorParallel, SequenceParallel = parallel.SequenceParallel, PipelineParallel = parallel.PipelineParallel,
             VirtualPipelineParallel = parallel.VirtualPipelineParallel, PipelineSchedule = pipelineSchedule, ZeroStage = parallel.ZeroStage,
             Device = device, BFloat16 = dtype == "bfloat16", Seed = v.GetInt("seed"),
@@ -301,7 +311,7 @@ public static class TrainCommand
     {
         var o = plan.Options;
         string trainName = plan.InputBin is { } t ? $"--input_bin '{t}'" : $"the embedded dataset ({Trainer.Data.EmbeddedData.Name})";
-        var batches = new DistributedBatches(train, o.BatchSize, o.SequenceLength, o.DataParallel, trainName);
+        var batches = new DistributedBatches(train, o.BatchSize, o.SequenceLength, o.DataParallel, trainName, o.DataOrder);
         if (o.GradAccumulationSteps > batches.NumGlobalBatches)
             throw new UsageException($"--total_batch_size={o.TotalBatchSize}: one optimizer step reads {o.GradAccumulationSteps} global batches of " +
                 $"{o.BatchSize} x {o.SequenceLength} x DP {o.DataParallel} tokens, but {trainName} holds only {batches.NumGlobalBatches} ({train.Length} tokens, one epoch); " +

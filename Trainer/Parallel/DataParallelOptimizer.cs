@@ -69,6 +69,7 @@ public sealed class DataParallelOptimizer : IDisposable
     readonly Tensor[] _flatParamViews;      // stage 1/2: each model parameter's view into _flatParams
     readonly Tensor? _normMask;             // this shard: 1 where the element counts in the norm, 0 elsewhere; null = all count
     readonly List<Tensor> _owned = new();   // tensors to dispose
+    bool _flatHoldsGrads = true;            // stage 0: false after a one-rank ReduceGradients left the gradients in .grad
 
     public int ZeroStage { get; }
     public FlatShardLayout Layout => _layout;
@@ -175,6 +176,16 @@ public sealed class DataParallelOptimizer : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
+        _flatHoldsGrads = true;
+        if (ZeroStage == 0 && !_separateMain && _dp.Size == 1)
+        {
+            // One rank: its .grad tensors already are the reduced gradient (an average over one). Copying them into the
+            // flat buffer and back cost two passes over the model and a model-sized temporary per step (issue #15);
+            // the flat copy is made only if the norm needs it (GradNorm).
+            _flatHoldsGrads = false;
+            foreach (var p in _params) if (p.grad is null) p.grad = torch.zeros_like(p);
+            return;
+        }
         var flat = _flatGrad ?? torch.zeros(_layout.Padded, _mainType, _device);   // stage 2: a temporary
         for (int i = 0; i < _params.Length; i++)
         {
@@ -201,9 +212,16 @@ public sealed class DataParallelOptimizer : IDisposable
     }
 
     /// <summary>The reduced gradient elements this rank's norm share covers: slice r of the flat gradient.</summary>
-    Tensor OwnedGradSlice() => ZeroStage == 0
-        ? _flatGrad!.narrow(0, _layout.Shard(_dp.Rank).Start, _layout.ShardSize)
-        : _gradShard!;
+    Tensor OwnedGradSlice()
+    {
+        if (ZeroStage > 0) return _gradShard!;
+        if (!_flatHoldsGrads)
+        {
+            for (int i = 0; i < _params.Length; i++) FlatSlot(_flatGrad!, i).copy_(_params[i].grad!.reshape(-1));
+            _flatHoldsGrads = true;
+        }
+        return _flatGrad!.narrow(0, _layout.Shard(_dp.Rank).Start, _layout.ShardSize);
+    }
 
     /// <summary>
     /// Collective over DP (and the model-parallel group): the global L2 norm of the reduced gradient, defined the same

@@ -8,6 +8,8 @@ namespace Trainer.Training;
 /// Samples are grouped in global batches of B × W (W = data-parallel ranks); in global batch g, rank r
 /// reads samples (gW + r)B .. (gW + r)B + B - 1 (DistributedDataLoader). The position is the index of the
 /// next global batch; it wraps around at the end of the data (a new epoch, same order).
+/// With <see cref="DataOrder.Llmc"/> (one rank), global batch g is llm.c's g-th sample instead (<see cref="LlmcSampleOrder"/>):
+/// the same B·T+1 tokens at a shuffled start, n = (N - 1) / (B·T) of them per epoch.
 /// </summary>
 public sealed class DistributedBatches
 {
@@ -17,8 +19,9 @@ public sealed class DistributedBatches
     public int WorldSize { get; }
     public long NumSamples { get; }
     public long NumGlobalBatches { get; }
+    readonly LlmcSampleOrder? _llmc;
 
-    public DistributedBatches(int[] tokens, int batchSize, int sequenceLength, int worldSize, string sourceName = "training data")
+    public DistributedBatches(int[] tokens, int batchSize, int sequenceLength, int worldSize, string sourceName = "training data", DataOrder order = DataOrder.InfiniTrain)
     {
         _tokens = tokens;
         BatchSize = batchSize; SequenceLength = sequenceLength; WorldSize = worldSize;
@@ -27,12 +30,18 @@ public sealed class DistributedBatches
         if (NumSamples < global)
             throw new RuntimeFailure($"{sourceName} has {tokens.Length} tokens: too few for one global batch of {batchSize} x {worldSize} sequences of {sequenceLength}+1 tokens (needs {(global + 1) * sequenceLength}); lower --batch_size, --sequence_length or --nthread_per_process");
         NumGlobalBatches = NumSamples / global;
+        if (order == DataOrder.Llmc)
+        {
+            if (worldSize != 1) throw new ArgumentException("llm.c's data order is defined for one rank only", nameof(worldSize));
+            NumGlobalBatches = (tokens.Length - 1L) / ((long)batchSize * sequenceLength);
+            _llmc = new LlmcSampleOrder(NumGlobalBatches);
+        }
     }
 
     /// <summary>The (x, y) token ids of rank <paramref name="rank"/> in global batch <paramref name="globalBatch"/>, each B×T row-major.</summary>
     public (long[] X, long[] Y) Batch(long globalBatch, int rank)
     {
-        long g = globalBatch % NumGlobalBatches;
+        long g = _llmc?.SampleAt(globalBatch) ?? globalBatch % NumGlobalBatches;
         long firstSample = (g * WorldSize + rank) * BatchSize;
         int T = SequenceLength;
         var x = new long[BatchSize * T];

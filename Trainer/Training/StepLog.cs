@@ -7,7 +7,7 @@ namespace Trainer.Training;
 /// <param name="ParallelSuffix">The rest of InfiniTrain's layout tail after DP (", TP=4, SP=4, PP=1"); empty for pure DP.</param>
 /// <param name="Momenta">Each param group's momentum (SGD) or beta1 (Adam/AdamW) the step used, as CyclicLR/OneCycleLR cycle
 /// it; null when the optimizer has none. Logged in the JSON line only (the alignment check compares it with PyTorch's).</param>
-public sealed record StepRecord(int Step, int TotalSteps, float Loss, double[] Lrs, double Millis, double TokensPerSecond, int DataParallel, string ParallelSuffix = "", double[]? Momenta = null);
+public sealed record StepRecord(int Step, int TotalSteps, float Loss, double[] Lrs, double Millis, double TokensPerSecond, int DataParallel, string ParallelSuffix = "", double[]? Momenta = null, long? MinorFaults = null);
 
 /// <summary>
 /// The per-step log: InfiniTrain's line on stdout, optional JSON lines at full precision, and on a terminal
@@ -48,7 +48,9 @@ public sealed class StepLog : IDisposable
         if (r.Momenta is { } m) sb.Append(",\"momentum\":[").Append(string.Join(",", m.Select(x => JsonNumber(x)))).Append(']');
         sb.Append(",\"ms\":").Append(JsonNumber(r.Millis, "F3"));
         sb.Append(",\"tok_per_s\":").Append(JsonNumber(r.TokensPerSecond, "F1"));
-        sb.Append(",\"dp\":").Append(r.DataParallel).Append('}');
+        sb.Append(",\"dp\":").Append(r.DataParallel);
+        if (r.MinorFaults is { } pf) sb.Append(",\"minflt\":").Append(pf.ToString(CultureInfo.InvariantCulture));   // minor page faults of the process during the step
+        sb.Append('}');
         return sb.ToString();
     }
 

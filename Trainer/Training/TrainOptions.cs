@@ -4,11 +4,21 @@ namespace Trainer.Training;
 
 public enum OptimizerKind { Sgd, Adam, AdamW }
 
+/// <summary>--data_order: which samples each global batch reads (<see cref="DistributedBatches"/>).</summary>
+public enum DataOrder
+{
+    /// <summary>InfiniTrain's DistributedDataLoader: consecutive samples, the same order every epoch.</summary>
+    InfiniTrain,
+    /// <summary>llm.c's train_gpt2 loader with its seeded shuffle (one rank; <see cref="LlmcSampleOrder"/>).</summary>
+    Llmc,
+}
+
 /// <summary>Everything the training loop needs, already validated (see <c>Trainer.Cli.TrainCommand</c>).</summary>
 public sealed record TrainOptions
 {
     public int BatchSize { get; init; } = 4;
     public int SequenceLength { get; init; } = 64;
+    public DataOrder DataOrder { get; init; } = DataOrder.InfiniTrain;
     /// <summary>Tokens per optimizer step over all ranks: B × T × DP × accumulation steps.</summary>
     public int TotalBatchSize { get; init; } = 256;
     public int NumIterations { get; init; } = 10;

@@ -141,13 +141,14 @@ public static class ReliabilityCheckpointTests
                 Ok(Run(data, 3, sched, "--learning_rate=1e-2", "--load", save));
             }
         })),
-        Spec.Case("issue 11.7: --total_batch_size, --grad_clip and other training data are refused; the message names them", () => WithDir("rel-settings", dir =>
+        Spec.Case("issue 11.7: --total_batch_size, --grad_clip, --data_order and other training data are refused; the message names them", () => WithDir("rel-settings", dir =>
         {
             var data = Data(dir);
             var save = Path.Combine(dir, "S");
             Ok(Run(data, 2, "--save", save, "--save_interval=2"));
             Refused(1, new[] { "--total_batch_size differs", "32", "16" }, Run(data, 3, "--load", save).Append("--total_batch_size=16").ToArray());
             Refused(1, new[] { "--grad_clip differs", "0.5" }, Run(data, 3, "--load", save, "--grad_clip=0.5"));
+            Refused(1, new[] { "--data_order differs", "infinitrain", "llmc" }, Run(data, 3, "--load", save, "--data_order=llmc"));
             var other = Data(dir, "other.bin", seed: 9);
             Refused(1, new[] { "training data differs", data, other }, Run(other, 3, "--load", save));
         })),

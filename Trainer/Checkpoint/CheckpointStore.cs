@@ -21,6 +21,8 @@ public sealed record CheckpointIdentity(string Model, string Schedule, string Op
     public string? DataSha256 { get; init; }
     /// <summary>Where the training tokens came from (a path or embedded:NAME); for messages only.</summary>
     public string? DataName { get; init; }
+    /// <summary>--data_order (infinitrain, llmc): which samples each step reads.</summary>
+    public string? DataOrder { get; init; }
 }
 
 /// <summary>trainer.json: where the run stood when the checkpoint was written.</summary>
@@ -49,6 +51,8 @@ public sealed class CheckpointMeta
     [JsonPropertyName("device")] public string? Device { get; set; }
     [JsonPropertyName("data")] public string? DataName { get; set; }
     [JsonPropertyName("data_sha256")] public string? DataSha256 { get; set; }
+    /// <summary>--data_order; absent in checkpoints written before it existed, which all read InfiniTrain's order.</summary>
+    [JsonPropertyName("data_order")] public string? DataOrder { get; set; }
 }
 
 /// <summary>A verified checkpoint directory; <paramref name="Notes"/>: what the reader should know (e.g. a skipped newer directory).</summary>
@@ -437,5 +441,6 @@ public static class CheckpointStore
         if (meta.GradClip is double g0 && expected.GradClip is double g1) Same("--grad_clip", Str(g0), Str(g1));
         if (meta.DataSha256 is { } d0 && expected.DataSha256 is { } d1 && !string.Equals(d0, d1, StringComparison.OrdinalIgnoreCase))
             Same("training data", $"{meta.DataName} (tokens SHA-256 {Abbrev(d0)})", $"{expected.DataName} (tokens SHA-256 {Abbrev(d1)})");
+        if (expected.DataOrder is { } order) Same("--data_order", meta.DataOrder ?? "infinitrain", order);
     }
 }

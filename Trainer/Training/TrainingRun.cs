@@ -86,8 +86,11 @@ public sealed class TrainingRun
     CheckpointIdentity Identity => new(_o.ModelDescription, ScheduleDescription, OptimizerDescription, _o.BFloat16 ? "bfloat16" : "float32", _o.SequenceLength)
     {
         Seed = _o.Seed, LearningRate = _o.LearningRate, TotalBatchSize = _o.TotalBatchSize, GradClip = _o.GradClip,
-        DataSha256 = _dataSha256, DataName = DataName,
+        DataSha256 = _dataSha256, DataName = DataName, DataOrder = DataOrderName,
     };
+
+    /// <summary>--data_order as the flag spells it (recorded in trainer.json, compared on resume).</summary>
+    string DataOrderName => _o.DataOrder == DataOrder.Llmc ? "llmc" : "infinitrain";
 
     string DataName => _o.DataName ?? "the training tokens";
 
@@ -506,6 +509,7 @@ public sealed class TrainingRun
             Device = _o.Device,
             DataName = DataName,
             DataSha256 = _dataSha256,
+            DataOrder = DataOrderName,
         };
         var writers = new Dictionary<string, Action<string>>
         {

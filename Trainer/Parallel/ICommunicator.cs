@@ -49,3 +49,12 @@ public interface ICommunicator : IDisposable
     /// (<paramref name="key"/>, rank). Returns this member's new group.</summary>
     ICommunicator Split(int color, int key);
 }
+
+/// <summary>A backend whose ranks are threads of this process (threads, threads × processes): a rank thread that fails
+/// calls <see cref="Abort"/> so its peers in this process stop waiting for it and throw
+/// <see cref="CommunicatorAbortedException"/> naming it. (One rank per process needs no such call: the process ends.)</summary>
+public interface IAbortableCommunicator : ICommunicator
+{
+    /// <summary>Marks this rank's world as failed by this rank; every member's pending and later operations throw. The first call wins.</summary>
+    void Abort(Exception cause);
+}

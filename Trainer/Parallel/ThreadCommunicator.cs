@@ -20,7 +20,7 @@ namespace Trainer.Parallel;
 /// <para>Send is buffered (it copies the tensor and returns at once); messages between a pair of ranks of a group
 /// arrive in the order they were sent. Torch work inside the communicator runs under no_grad.</para>
 /// </summary>
-public sealed class ThreadCommunicator : ICommunicator
+public sealed class ThreadCommunicator : IAbortableCommunicator
 {
     /// <summary>How long any wait may take before the world is aborted, unless <see cref="CreateWorld"/> is told otherwise.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);

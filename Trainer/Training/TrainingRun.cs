@@ -90,7 +90,7 @@ public sealed class TrainingRun
     };
 
     /// <summary>--data_order as the flag spells it (recorded in trainer.json, compared on resume).</summary>
-    string DataOrderName => _o.DataOrder == DataOrder.Llmc ? "llmc" : "infinitrain";
+    string DataOrderName => _o.DataOrder.ToString().ToLowerInvariant();
 
     string DataName => _o.DataName ?? "the training tokens";
 
@@ -308,11 +308,7 @@ public sealed class TrainingRun
             catch (Exception e)
             {
                 errors[r] = e;
-                switch (world[r])
-                {
-                    case ThreadCommunicator t: t.Abort(e); break;
-                    case Trainer.Parallel.Mpi.HybridCommunicator h: h.Abort(e); break;
-                }
+                (world[r] as IAbortableCommunicator)?.Abort(e);
                 return default!;
             }
         });

@@ -19,7 +19,7 @@ namespace Trainer.Parallel.Mpi;
 /// <para>A group is identified across processes by its split path (<c>world/2:5</c> = the world's third split, color 5),
 /// hashed into the message envelope; each process checks that no two of its groups share a hash.</para>
 /// </summary>
-public sealed class HybridCommunicator : ICommunicator
+public sealed class HybridCommunicator : IAbortableCommunicator
 {
     enum Kind { Header, Chunk, Reduced, Gather, Broadcast, Message }
 

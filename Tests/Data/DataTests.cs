@@ -249,6 +249,53 @@ public static class DataTests
             Check(!File.Exists(outp) && !File.Exists($"{dir}/v.bin"), "an output was written on error");
             Check(Directory.GetFiles(dir).All(f => !Path.GetFileName(f).StartsWith('.')), "temp files left behind");
         }),
+        Spec.Case("read in pieces: small blocks give exactly the whole text's tokens (multi-byte, spaces, EOT, paragraphs)", () =>
+        {
+            using var tmp = new TempFolder(); var dir = tmp.Dir;
+            string[] atoms = ["a", "Zebra", "don't", "'s", "'ll", " ", "  ", "\n", "\n\n", "\t", "\r\n", "\u00A0", "\u3000", "é", "中文",
+                              "😀", "12", "3.5", "!?", "--", "<|endoftext|>", "<|endo", " x", "\u0085", "Ω"];
+            for (int seed = 0; seed < 12; seed++)
+            {
+                var rng = new Random(seed);
+                var sb = new StringBuilder();
+                for (int i = 0; i < 400; i++) sb.Append(atoms[rng.Next(atoms.Length)]);
+                string text = sb.ToString();
+                var txt = Path.Combine(dir, $"in{seed}.txt");
+                File.WriteAllBytes(txt, [.. (seed % 2 == 0 ? Encoding.UTF8.GetPreamble() : []), .. Encoding.UTF8.GetBytes(text)]);
+                bool eot = seed % 3 != 0, paragraphs = seed % 4 == 1;
+                var whole = PrepareDataCommand.TokenizeText(paragraphs ? text.Replace("\n\n", "\n\n" + Gpt2Tokenizer.EndOfTextText) : text, eot);
+                foreach (int block in new[] { 1, 3, 7, 64, 1 << 20 })
+                {
+                    var (tr, va) = (Path.Combine(dir, "tr.bin"), Path.Combine(dir, "va.bin"));
+                    var (nTrain, nVal, chars) = PrepareDataCommand.Prepare(txt, tr, TokenFormat.Gpt2, eot, va, 50, paragraphs, block);
+                    using var t = TokenFile.Open(tr); using var v = TokenFile.Open(va);
+                    var got = v.ReadAll().Concat(t.ReadAll()).ToArray();
+                    Check(got.SequenceEqual(whole), $"seed {seed}, block {block}: tokens differ from the whole text's at " +
+                          $"{Enumerable.Range(0, Math.Min(got.Length, whole.Length)).FirstOrDefault(i => got[i] != whole[i], Math.Min(got.Length, whole.Length))}");
+                    Check(nVal == 50 && nTrain == whole.Length - 50 && chars == text.Length, $"seed {seed}, block {block}: counts {nTrain} {nVal} {chars}");
+                }
+            }
+        }),
+        Spec.Case("read in pieces: the embedded corpus in 4 KB blocks is the embedded token file", () =>
+        {
+            using var tmp = new TempFolder(); var txt = Path.Combine(tmp.Dir, "kjv.txt"); var tr = Path.Combine(tmp.Dir, "tr.bin");
+            File.WriteAllText(txt, EmbeddedData.Text());
+            PrepareDataCommand.Prepare(txt, tr, TokenFormat.Gpt2, eot: true, valOutput: null, valTokens: 0, eotParagraphs: false, blockBytes: 4096);
+            using var got = TokenFile.Open(tr);
+            using var gv = EmbeddedData.OpenVal(TokenFormat.Gpt2); using var g = EmbeddedData.OpenTrain(TokenFormat.Gpt2);
+            Check(got.ReadAll().SequenceEqual(gv.ReadAll().Concat(g.ReadAll())), "tokens differ from the embedded file");
+        }),
+        Spec.Case("read in pieces: bad UTF-8 is named by its byte offset, and nothing is written", () =>
+        {
+            using var tmp = new TempFolder(); var dir = tmp.Dir; var txt = Path.Combine(dir, "bad.txt");
+            File.WriteAllBytes(txt, [.. Encoding.UTF8.GetBytes(new string('a', 99) + "é"), 0xFF, .. "tail"u8]);
+            var outp = Path.Combine(dir, "o.bin");
+            foreach (int block in new[] { 7, 100, 1 << 20 })
+            {
+                Throws<IOException>(() => PrepareDataCommand.Prepare(txt, outp, TokenFormat.Gpt2, true, null, 0, false, block), "bad.txt", "bad byte at offset 101");
+            }
+            Check(Directory.GetFiles(dir).Single() == txt, "a file was left behind");
+        }),
         Spec.Case("flag parsing is gflags style", () =>
         {
             var v = PrepareDataCommand.Flags().Parse(new[] { "--input=a.txt", "-output=b.bin", "--val-output", "v.bin", "--noeot", "--eot_paragraphs" });

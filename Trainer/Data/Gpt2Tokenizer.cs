@@ -40,6 +40,19 @@ public sealed class Gpt2Tokenizer
         return result.ToArray();
     }
 
+    /// <summary>
+    /// The last place in <paramref name="text"/> where encoding may cut it: encode(text[..i]) + encode(text[i..]) =
+    /// encode(text). That holds at every i where a non-space is followed by a white space: no piece of GPT-2's
+    /// pre-tokenizer (<c>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+</c>) holds a
+    /// non-space followed by a space, and "&lt;|endoftext|&gt;" holds no space. -1 when there is no such place.
+    /// </summary>
+    public static int LastCut(ReadOnlySpan<char> text)
+    {
+        for (int i = text.Length - 1; i > 0; i--)
+            if (char.IsWhiteSpace(text[i]) && !char.IsWhiteSpace(text[i - 1])) return i;
+        return -1;
+    }
+
     /// <summary>Text of <paramref name="ids"/> (id 50256 decodes to "&lt;|endoftext|&gt;").</summary>
     public string Decode(IEnumerable<int> ids)
     {

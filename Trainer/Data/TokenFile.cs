@@ -202,17 +202,9 @@ public sealed class TokenFile : IDisposable
     /// </summary>
     public static void Write(string path, ReadOnlySpan<int> tokens, TokenFormat format)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        int max = format == TokenFormat.Gpt2 ? ushort.MaxValue : int.MaxValue;
-        for (int i = 0; i < tokens.Length; i++)
-            if (tokens[i] < 0 || tokens[i] > max)
-                throw new ArgumentException($"token {tokens[i]} at position {i} does not fit the {format} token format (0..{max})");
-        var header = new int[HeaderInts];
-        header[0] = MagicOf(format); header[1] = VersionOf(format); header[2] = tokens.Length;
-        var data = format == TokenFormat.Gpt2 ? new byte[tokens.Length * 2L] : new byte[tokens.Length * 4L];
-        if (format == TokenFormat.Gpt2) { var u = MemoryMarshal.Cast<byte, ushort>(data.AsSpan()); for (int i = 0; i < tokens.Length; i++) u[i] = (ushort)tokens[i]; }
-        else MemoryMarshal.AsBytes(tokens).CopyTo(data);
-        AtomicFile.Write(path, s => { s.Write(MemoryMarshal.AsBytes(header.AsSpan())); s.Write(data); });
+        using var w = new TokenFileWriter(path, format);
+        w.Append(tokens);
+        w.Commit();
     }
 
     public void Dispose() { view?.Dispose(); map?.Dispose(); }
@@ -227,28 +219,109 @@ public static class LlmcMagic
     public const int Llama3Weights = 20240803;
 }
 
+/// <summary>
+/// An llm.c token file written as a stream of token runs (prepare-data of a corpus larger than memory): the tokens go
+/// to a temp file behind a zero header, <see cref="Commit"/> writes the count into the header and renames the file into
+/// place; disposed uncommitted, nothing is left at the path.
+/// </summary>
+public sealed class TokenFileWriter : IDisposable
+{
+    readonly PendingFile _file;
+    readonly TokenFormat _format;
+    readonly int _max;
+    byte[] _buffer = [];
+
+    public TokenFileWriter(string path, TokenFormat format)
+    {
+        _format = format;
+        _max = format == TokenFormat.Gpt2 ? ushort.MaxValue : int.MaxValue;
+        _file = AtomicFile.Begin(path);
+        _file.Stream.Write(new byte[TokenFile.HeaderBytes]);
+    }
+
+    /// <summary>Tokens written so far.</summary>
+    public long Count { get; private set; }
+
+    /// <summary>Appends <paramref name="tokens"/>; each must fit the format, and the file at most 2^31 − 1 tokens (the
+    /// header's count is an int32).</summary>
+    public void Append(ReadOnlySpan<int> tokens)
+    {
+        for (int i = 0; i < tokens.Length; i++)
+            if (tokens[i] < 0 || tokens[i] > _max)
+                throw new ArgumentException($"token {tokens[i]} at position {Count + i} does not fit the {_format} token format (0..{_max})");
+        if (Count + tokens.Length > int.MaxValue)
+            throw new IOException($"'{_file.Path}': more than {int.MaxValue:N0} tokens, the most an llm.c token file's 32-bit count holds; split the input");
+        int bytes = tokens.Length * (_format == TokenFormat.Gpt2 ? 2 : 4);
+        if (_buffer.Length < bytes) _buffer = new byte[bytes];
+        var data = _buffer.AsSpan(0, bytes);
+        if (_format == TokenFormat.Gpt2) { var u = MemoryMarshal.Cast<byte, ushort>(data); for (int i = 0; i < tokens.Length; i++) u[i] = (ushort)tokens[i]; }
+        else MemoryMarshal.AsBytes(tokens).CopyTo(data);
+        _file.Stream.Write(data);
+        Count += tokens.Length;
+    }
+
+    /// <summary>Writes the header and moves the file into place.</summary>
+    public void Commit()
+    {
+        var header = new int[TokenFile.HeaderInts];
+        header[0] = TokenFile.MagicOf(_format); header[1] = TokenFile.VersionOf(_format); header[2] = (int)Count;
+        _file.Stream.Position = 0;
+        _file.Stream.Write(MemoryMarshal.AsBytes(header.AsSpan()));
+        _file.Commit();
+    }
+
+    public void Dispose() => _file.Dispose();
+}
+
 /// <summary>Write-to-temp-then-rename, so readers never see a half-written file.</summary>
 public static class AtomicFile
 {
     public static void Write(string path, Action<Stream> write)
     {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
+        using var file = Begin(path);
+        write(file.Stream);
+        file.Commit();
+    }
+
+    /// <summary>A temp file next to <paramref name="path"/> (parent folders are created), moved onto the path by
+    /// <see cref="PendingFile.Commit"/>.</summary>
+    public static PendingFile Begin(string path) => new(path);
+}
+
+/// <summary>A file being written beside its final path: <see cref="Commit"/> flushes it to disk and renames it into
+/// place; disposed before that, the temp file is deleted and the path is untouched.</summary>
+public sealed class PendingFile : IDisposable
+{
+    readonly string _tmp;
+    bool _done;
+
+    internal PendingFile(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        var dir = System.IO.Path.GetDirectoryName(Path)!;
         Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { if (File.Exists(tmp)) File.Delete(tmp); } catch { /* best effort */ }
-            throw;
-        }
+        _tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(Path)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Stream = new FileStream(_tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+    }
+
+    /// <summary>The final path (absolute).</summary>
+    public string Path { get; }
+    public FileStream Stream { get; }
+
+    public void Commit()
+    {
+        ObjectDisposedException.ThrowIf(_done, this);
+        Stream.Flush(flushToDisk: true);
+        Stream.Dispose();
+        File.Move(_tmp, Path, overwrite: true);
+        _done = true;
+    }
+
+    public void Dispose()
+    {
+        if (_done) return;
+        _done = true;
+        Stream.Dispose();
+        try { if (File.Exists(_tmp)) File.Delete(_tmp); } catch { /* best effort */ }
     }
 }

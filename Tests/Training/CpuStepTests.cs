@@ -88,7 +88,7 @@ public static class CpuStepTests
                 Must.Equal(faults.Length, 6, "steps with a page-fault count");
                 long median = faults.Skip(2).Order().ElementAt(2);
                 // Usually a few hundred; some runs (more under load) have steps of ~12,600: the heap grows by one logits-sized
-                // block by brk when a small block still live inside the freed hole (finalized later) splits it (docs/REPORT.md
+                // block by brk, likely because a small block still live inside the freed hole splits it (docs/REPORT.md
                 // §4.1). The bound sits between that and the ~61,500 of the code before the fix.
                 Must.True(median < 30_000, $"median minor page faults of steps 3..6: {median} (all steps: {string.Join(", ", faults)})");
             }

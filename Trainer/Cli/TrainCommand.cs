@@ -62,11 +62,18 @@ public static class TrainCommand
         f.Bool("progress", true, "Show a progress bar (steps, tok/s, time left) when stdout is a terminal.", lg);
         f.Int("val_loss_every", 0, "Evaluate the validation loss every N steps (and at the end); 0 = never. Needs --input_val_bin.", lg);
         f.Int("val_max_steps", 4, "Validation batches per evaluation (per rank).", lg);
+        const string gen = "Text generation (InfiniTrain's flags)";
+        f.String("tokenizer_bin", "", "llm.c tokenizer file (gpt2_tokenizer.bin, magic 20240328; LLaMA-3 20240801), or embedded:gpt2 for the\n" +
+            "built-in GPT-2 BPE: every --freq_generate_txt steps, sample --text_length tokens after \"The meaning of life is\"\n" +
+            "(llm.c's sampler, seed 1337 each time) and log them (--log_json: \"sample\"). Not under pipeline parallelism.", gen);
+        f.Int("freq_generate_txt", 10, "Sample text every N steps (needs --tokenizer_bin); 0 = never.", gen);
+        f.Int("text_length", 64, "Tokens per sample, the prompt's included; past --sequence_length the model sees the last T tokens.", gen);
         return f;
     }
 
     /// <summary>Parsed and validated: options for the loop plus how to get model and data.</summary>
-    public sealed record Plan(TrainOptions Options, ModelBinding Model, string? InputBin, string? InputValBin, int ValLossEvery, int ValMaxSteps)
+    public sealed record Plan(TrainOptions Options, ModelBinding Model, string? InputBin, string? InputValBin, int ValLossEvery, int ValMaxSteps,
+        string? TokenizerBin = null, int GenerateEvery = 0, int TextLength = 0)
     {
         /// <summary>Validation on the embedded dataset's val split (no --input_bin, no --input_val_bin, --val_loss_every &gt; 0).</summary>
         public bool EmbeddedVal => InputBin is null && InputValBin is null && ValLossEvery > 0;
@@ -178,6 +185,17 @@ public static class TrainCommand
         int dataParallel = dp / (parallel.TensorParallel * parallel.PipelineParallel);
         if (dataOrder == DataOrder.Llmc && dataParallel != 1)
             throw new UsageException($"--data_order=llmc needs data parallelism 1 (llm.c's shuffled order is defined for one process); this layout has DP={dataParallel}");
+        string tokenizerBin = v.GetString("tokenizer_bin");
+        int generateEvery = v.GetInt32("freq_generate_txt", 0), textLength = v.GetInt32("text_length", 1);
+        if (tokenizerBin.Length == 0)
+        {
+            foreach (var flag in new[] { "freq_generate_txt", "text_length" })
+                if (v.IsSet(flag)) throw new UsageException($"--{flag} needs --tokenizer_bin (an llm.c tokenizer file, or {Trainer.Data.TokenizerFile.Embedded})");
+        }
+        else if (generateEvery > 0 && parallel.PipelineParallel > 1)
+            throw new UsageException($"--tokenizer_bin: text generation does not run under pipeline parallelism (--pipeline_parallel={parallel.PipelineParallel}), as in InfiniTrain; leave it out or set --freq_generate_txt=0");
+        else if (tokenizerBin != Trainer.Data.TokenizerFile.Embedded && !File.Exists(tokenizerBin))
+            throw new RuntimeFailure($"--tokenizer_bin: file '{tokenizerBin}' does not exist{(Directory.Exists(tokenizerBin) ? " (it is a directory)" : "")}");
         var pipelineSchedule = PipelineScheduleFlag(v.GetString("pipeline_schedule"), parallel, total / (B * T * (dp / (parallel.TensorParallel * parallel.PipelineParallel))));
 
         var lora = ReadLora(v, model.Config, dp);
@@ -207,7 +225,8 @@ public static class TrainCommand
             Lora = lora, LoraSavePath = lora is not null && loraSave.Length > 0 ? loraSave : null,
             DataName = inputBin.Length > 0 ? inputBin : "embedded:" + Trainer.Data.EmbeddedData.Name,
         };
-        return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1));
+        return new Plan(o, model, inputBin.Length > 0 ? inputBin : null, valBin.Length > 0 ? valBin : null, valEvery, v.GetInt32("val_max_steps", 1),
+            tokenizerBin.Length > 0 && generateEvery > 0 ? tokenizerBin : null, generateEvery, textLength);
     }
 
     /// <summary>The LoRA flags against the model (every problem a usage error naming the flag); null when --lora_rank=0.
@@ -333,6 +352,18 @@ public static class TrainCommand
             CheckDataFits(plan, tokens, plan.ValLossEvery > 0 ? valTokens : null);
             var run = new TrainingRun(plan.Options, plan.Model.RankFactory, null, tokens, output);
             if (valTokens is not null) run.Validation = new ValidationSet(valTokens, plan.ValLossEvery, plan.ValMaxSteps);
+            if (plan.TokenizerBin is { } tb)
+            {
+                var tokenizer = Trainer.Data.TokenizerFile.Open(tb);
+                if (tokenizer.VocabSize > plan.Model.Config.VocabSize)
+                    throw new RuntimeFailure($"--tokenizer_bin: '{tb}' has {tokenizer.VocabSize:N0} tokens, more than the {plan.Model.Config.VocabSize:N0} of model " +
+                        $"'{plan.Model.Name}': its ids are not this model's (a LLaMA-3 tokenizer with a GPT-2 vocabulary?)");
+                int outside = tokenizer.Prompt.Append(tokenizer.EndOfText).Max();
+                if (outside >= plan.Model.Config.VocabSize)
+                    throw new RuntimeFailure($"--tokenizer_bin: '{tb}' starts generation from id {outside} (its prompt or end-of-text), outside the " +
+                        $"{plan.Model.Config.VocabSize:N0}-token vocabulary of model '{plan.Model.Name}'");
+                run.Generation = new TextGeneration(tokenizer, plan.GenerateEvery, plan.TextLength);
+            }
             var resume = run.VerifyLoad();
             if (resume is not null && resume.Meta.Step >= plan.Options.NumIterations)
                 throw new UsageException($"--load: checkpoint {resume.Directory} is at step {resume.Meta.Step}, not before --num_iteration={plan.Options.NumIterations}; nothing to do");

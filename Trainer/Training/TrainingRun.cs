@@ -25,6 +25,10 @@ public delegate nn.Module<Tensor, Tensor>[] RankModelFactory(IReadOnlyList<RankP
 /// <summary>Validation tokens, evaluated every <paramref name="Every"/> steps over <paramref name="MaxBatches"/> batches per rank.</summary>
 public sealed record ValidationSet(int[] Tokens, int Every, int MaxBatches);
 
+/// <summary>Text sampled every <paramref name="Every"/> steps, <paramref name="Length"/> tokens with the prompt
+/// (<see cref="TextSampler"/>), printed with <paramref name="Tokenizer"/>.</summary>
+public sealed record TextGeneration(Trainer.Data.TokenizerFile Tokenizer, int Every, int Length);
+
 /// <summary>Mean cross entropy of logits (B,T,V) against targets (B,T).</summary>
 public delegate Tensor LossFunction(Tensor logits, Tensor targets);
 
@@ -72,6 +76,9 @@ public sealed class TrainingRun
 
     /// <summary>Optional validation loss (--input_val_bin, --val_loss_every).</summary>
     public ValidationSet? Validation { get; set; }
+
+    /// <summary>Optional text generation (--tokenizer_bin, --freq_generate_txt, --text_length).</summary>
+    public TextGeneration? Generation { get; set; }
 
     public string ScheduleDescription => _o.Schedule is null ? "none" : ScheduleJson.Write(_o.Schedule);
 
@@ -218,6 +225,12 @@ public sealed class TrainingRun
                     float vl = ValidationLoss(rankThreads, ranks, val);
                     log.Info(string.Create(CultureInfo.InvariantCulture, $"step {step + 1,4}/{_o.NumIterations} | val loss {vl:F6}"));
                     log.Json($"{{\"step\":{step + 1},\"val_loss\":{StepLog.JsonNumber(vl)}}}");
+                }
+
+                if (Generation is { } gen && (step + 1) % gen.Every == 0 && SampleText(rankThreads, ranks, gen) is { } text)
+                {
+                    log.Info($"step {step + 1,4}/{_o.NumIterations} | sample: {text}");
+                    log.Json($"{{\"step\":{step + 1},\"sample\":{System.Text.Json.JsonSerializer.Serialize(text)}}}");
                 }
 
                 if (_o.SaveDir is not null && _o.SaveInterval > 0 && ((step + 1) % _o.SaveInterval == 0 || step + 1 == _o.NumIterations))
@@ -442,6 +455,36 @@ public sealed class TrainingRun
     }
 
     DistributedBatches? _val;
+
+    /// <summary>
+    /// Samples text from the model as it is now (<see cref="TextSampler"/>); every rank takes part (a TP shard's logits
+    /// are gathered over its TP group), the replicas of data-parallel index 0 sample, and their text is returned where
+    /// this process holds one of them (null elsewhere). Nothing of the training state changes: the generator is local.
+    /// </summary>
+    string? SampleText(RankThreads rankThreads, Rank[] ranks, TextGeneration gen)
+    {
+        var perRank = RunRanks(rankThreads, _world!, r =>
+        {
+            var rank = ranks[r];
+            if (rank.DpIndex != 0 || rank.Model is not CausalLm model) return null;
+            long vocab = model.Config.VocabSize;
+            model.eval();
+            try
+            {
+                var ids = TextSampler.Generate(gen.Tokenizer.Prompt, gen.Length, _o.SequenceLength, gen.Tokenizer.EndOfText, (window, at) =>
+                {
+                    using var noGrad = torch.no_grad();
+                    using var scope = torch.NewDisposeScope();
+                    var logits = model.forward(torch.tensor(window, dtype: ScalarType.Int64).reshape(1, -1).to(rank.Device));
+                    if (model is TensorParallelLm tp) logits = TensorParallelOps.AllGatherAlong(logits, tp.Tp, -1);
+                    return logits[0, at].narrow(0, 0, vocab).to(ScalarType.Float32).softmax(0).cpu().data<float>().ToArray();
+                });
+                return gen.Tokenizer.Decode(ids);
+            }
+            finally { model.train(); }
+        });
+        return perRank.FirstOrDefault(t => t is not null);
+    }
 
     float ValidationLoss(RankThreads rankThreads, Rank[] ranks, ValidationSet val)
     {

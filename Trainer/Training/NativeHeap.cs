@@ -10,8 +10,8 @@ namespace Trainer.Training;
 /// by page (~330,000 minor page faults per step at B=4, T=64). A training step allocates the same sizes every time,
 /// so the trainer keeps what it frees instead, as llm.c's preallocated buffers do: no mmap for large blocks
 /// (<c>M_MMAP_MAX</c> 0: they come from the heap) and no trimming (<c>M_TRIM_THRESHOLD</c> 2 GiB). The resident size
-/// stays at the step's peak. Glibc's own fallbacks still map memory where the heap cannot grow (a thread arena's block
-/// larger than its 64 MB heap, as under DP ranks on threads), so this helps the thread that runs a single rank most.
+/// stays at the step's peak. Threads other than the main one share that heap only with one arena
+/// (<see cref="ReexecWithOneArena"/>).
 /// </summary>
 public static class NativeHeap
 {
@@ -44,6 +44,48 @@ public static class NativeHeap
 
     static readonly object Gate = new();
     static string? _applied;
+
+    /// <summary>The tunable that puts every thread on glibc's main arena.</summary>
+    public const string OneArenaTunable = "glibc.malloc.arena_max=1";
+
+    [DllImport("libc", EntryPoint = "execve", SetLastError = true)]
+    static extern int ExecVe(string path, string?[] argv, string?[] envp);
+
+    [DllImport("libc", EntryPoint = "gnu_get_libc_version")]
+    static extern IntPtr GnuLibcVersion();
+
+    /// <summary>GLIBC_TUNABLES where it limits the arenas (<see cref="OneArenaTunable"/>, or the user's own limit), for
+    /// the log; null otherwise.</summary>
+    public static string? ArenaTunables => Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is { } t && t.Contains("glibc.malloc.arena_max=") ? t : null;
+
+    /// <summary>
+    /// Rank threads (and libgomp's workers) each get a glibc arena of their own, whose heaps hold at most 64 MB: a larger
+    /// block is mapped by mmap whatever <c>M_MMAP_MAX</c> says, and a heap emptied at the end of a step is unmapped,
+    /// <c>M_TRIM_THRESHOLD</c> or not. So with data-parallel ranks on threads every step mapped and zeroed its memory
+    /// anew (GPT-2 124M, DP 2: ~1,250,000 minor faults a step; gpt2-tiny, DP 8: 30,000-58,000). With one arena, the
+    /// main one, every thread's blocks come from the one heap that <see cref="KeepFreedMemory"/> keeps (a few dozen
+    /// faults a step; docs/REPORT.md §4.1). glibc fixes the arena limit once several arenas exist, so
+    /// <c>mallopt(M_ARENA_MAX)</c> comes too late in a .NET process; the tunable must be in the environment when the
+    /// process starts. This re-executes the same command line (same process id, so mpirun's bookkeeping holds) with it
+    /// added to GLIBC_TUNABLES, once, first thing in Main; it does nothing off glibc, where the user set
+    /// <c>glibc.malloc.arena_max</c>, or where exec fails (the run goes on as before).
+    /// </summary>
+    public static void ReexecWithOneArena()
+    {
+        if (!OperatingSystem.IsLinux() || ArenaTunables is not null) return;
+        try
+        {
+            if (GnuLibcVersion() == IntPtr.Zero) return;
+            var argv = File.ReadAllText("/proc/self/cmdline").TrimEnd('\0').Split('\0');
+            if (argv.Length < 1 || argv[0].Length == 0) return;
+            string? tunables = Environment.GetEnvironmentVariable("GLIBC_TUNABLES");
+            var env = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+                .Where(e => (string)e.Key != "GLIBC_TUNABLES").Select(e => $"{e.Key}={e.Value}")
+                .Append($"GLIBC_TUNABLES={(string.IsNullOrEmpty(tunables) ? "" : tunables + ":")}{OneArenaTunable}");
+            ExecVe("/proc/self/exe", [.. argv, null], [.. env, null]);   // returns only on failure
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or IOException or UnauthorizedAccessException) { }
+    }
 
     /// <summary>Minor page faults of this process so far (/proc/self/stat field 10), or null off Linux.</summary>
     public static long? MinorFaults()

@@ -192,22 +192,29 @@ internal sealed class Llama3Attention : nn.Module<Tensor, Tensor, Tensor, Tensor
 {
     internal readonly Linear c_attn;
     internal readonly Linear c_proj;
-    readonly int nHead, nKvHead, headDim, nEmbd;
+    readonly int nHead, nKvHead, headDim;
 
     public Llama3Attention(ModelConfig cfg) : base("CausalSelfAttention")
     {
-        nHead = cfg.NHead; nKvHead = cfg.NKvHead; headDim = cfg.HeadDim; nEmbd = cfg.NEmbd;
+        nHead = cfg.NHead; nKvHead = cfg.NKvHead; headDim = cfg.HeadDim;
         c_attn = nn.Linear(cfg.NEmbd, (cfg.NHead + 2L * cfg.NKvHead) * headDim, hasBias: false);
         c_proj = nn.Linear(cfg.NEmbd, cfg.NEmbd, hasBias: false);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor cos, Tensor sin)
+    public override Tensor forward(Tensor x, Tensor cos, Tensor sin) => Apply(x, cos, sin, c_attn, c_proj, nHead, nKvHead, headDim);
+
+    /// <summary>Causal self-attention with RoPE and GQA over the <paramref name="nHead"/> query and
+    /// <paramref name="nKvHead"/> KV heads that <paramref name="c_attn"/> produces as [q | k | v], projected by
+    /// <paramref name="c_proj"/>. Shared with the TP shard (<see cref="Trainer.Parallel.TpLlama3Block"/>), which passes
+    /// its parallel layers and its H/tp, KV/tp local heads.</summary>
+    internal static Tensor Apply(Tensor x, Tensor cos, Tensor sin, nn.Module<Tensor, Tensor> c_attn, nn.Module<Tensor, Tensor> c_proj,
+        int nHead, int nKvHead, int headDim)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1];
+        var qkv = c_attn.call(x);                           // (B,T,(H+2KV)*D): [q | k | v]; full T under SP
+        long b = qkv.shape[0], t = qkv.shape[1];
         long qSize = (long)nHead * headDim, kvSize = (long)nKvHead * headDim;
-        var qkv = c_attn.call(x);                           // (B,T,(H+2KV)*D): [q | k | v]
         var q = qkv.narrow(2, 0, qSize).view(b, t, nHead, headDim);
         var k = qkv.narrow(2, qSize, kvSize).view(b, t, nKvHead, headDim);
         var v = qkv.narrow(2, qSize + kvSize, kvSize).view(b, t, nKvHead, headDim);
@@ -216,7 +223,7 @@ internal sealed class Llama3Attention : nn.Module<Tensor, Tensor, Tensor, Tensor
         int rep = nHead / nKvHead;
         if (rep > 1) { k = k.repeat_interleave(rep, dim: 2); v = v.repeat_interleave(rep, dim: 2); }
         var y = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_casual: true);
-        y = y.transpose(1, 2).contiguous().view(b, t, nEmbd);
+        y = y.transpose(1, 2).contiguous().view(b, t, qSize);
         return c_proj.call(y).MoveToOuterDisposeScope();
     }
 }
@@ -235,7 +242,10 @@ internal sealed class Llama3Mlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Apply(x, c_fc, c_fc2, c_proj);
+
+    /// <summary>SwiGLU c_proj(c_fc(x) * silu(c_fc2(x))); shared with the TP shard (column-parallel c_fc/c_fc2, row-parallel c_proj).</summary>
+    internal static Tensor Apply(Tensor x, nn.Module<Tensor, Tensor> c_fc, nn.Module<Tensor, Tensor> c_fc2, nn.Module<Tensor, Tensor> c_proj)
     {
         using var scope = NewDisposeScope();
         var hdn = c_fc.call(x) * nn.functional.silu(c_fc2.call(x));

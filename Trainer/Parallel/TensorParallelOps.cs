@@ -107,61 +107,33 @@ public static class TensorParallelOps
 
     const int LastDim = -1;
 
-    abstract class ConjugatePair<TSelf> : SingleTensorFunction<TSelf> where TSelf : ConjugatePair<TSelf>, new()
+    delegate Tensor Collective(Tensor x, ICommunicator tp, int dim);
+
+    // (Megatron's name, forward, backward)
+    sealed class CopyToRegion() : ConjugatePair<CopyToRegion>("CopyToTensorParallelRegion", Alias, AllReduceSum);
+    sealed class ReduceFromRegion() : ConjugatePair<ReduceFromRegion>("ReduceFromTensorParallelRegion", AllReduceSum, Unchanged);
+    sealed class ScatterToRegion() : ConjugatePair<ScatterToRegion>("ScatterToTensorParallelRegion", SplitAlong, AllGatherAlong);
+    sealed class GatherFromRegion() : ConjugatePair<GatherFromRegion>("GatherFromTensorParallelRegion", AllGatherAlong, SplitAlong);
+    sealed class ReduceScatterToSequence() : ConjugatePair<ReduceScatterToSequence>("ReduceScatterToSequenceParallelRegion", ReduceScatterAlong, AllGatherAlong);
+    sealed class GatherFromSequence() : ConjugatePair<GatherFromSequence>("GatherFromSequenceParallelRegion", AllGatherAlong, ReduceScatterAlong);
+
+    static Tensor Alias(Tensor x, ICommunicator tp, int dim) => x.alias();
+    static Tensor Unchanged(Tensor grad, ICommunicator tp, int dim) => grad;
+    static Tensor AllReduceSum(Tensor x, ICommunicator tp, int dim) => AllReduceSum(x, tp);
+
+    abstract class ConjugatePair<TSelf>(string name, Collective forwardOp, Collective backwardOp) : SingleTensorFunction<TSelf>
+        where TSelf : ConjugatePair<TSelf>, new()
     {
-        protected abstract Tensor Forward(Tensor x, ICommunicator tp, int dim);
-        protected abstract Tensor Backward(Tensor grad, ICommunicator tp, int dim);
+        public override string Name => name;
 
         public sealed override Tensor forward(AutogradContext ctx, params object[] vars)
         {
             ctx.save_data("tp", vars[1]); ctx.save_data("dim", vars[2]);
-            return Forward((Tensor)vars[0], (ICommunicator)vars[1], (int)vars[2]);
+            return forwardOp((Tensor)vars[0], (ICommunicator)vars[1], (int)vars[2]);
         }
 
         // One entry per forward argument: null for the communicator and the dim.
         public sealed override List<Tensor> backward(AutogradContext ctx, Tensor grad) =>
-            new() { Backward(grad, (ICommunicator)ctx.get_data("tp"), (int)ctx.get_data("dim")), null!, null! };
-    }
-
-    sealed class CopyToRegion : ConjugatePair<CopyToRegion>
-    {
-        public override string Name => "CopyToTensorParallelRegion";
-        protected override Tensor Forward(Tensor x, ICommunicator tp, int dim) => x.alias();
-        protected override Tensor Backward(Tensor grad, ICommunicator tp, int dim) => AllReduceSum(grad, tp);
-    }
-
-    sealed class ReduceFromRegion : ConjugatePair<ReduceFromRegion>
-    {
-        public override string Name => "ReduceFromTensorParallelRegion";
-        protected override Tensor Forward(Tensor x, ICommunicator tp, int dim) => AllReduceSum(x, tp);
-        protected override Tensor Backward(Tensor grad, ICommunicator tp, int dim) => grad;
-    }
-
-    sealed class ScatterToRegion : ConjugatePair<ScatterToRegion>
-    {
-        public override string Name => "ScatterToTensorParallelRegion";
-        protected override Tensor Forward(Tensor x, ICommunicator tp, int dim) => SplitAlong(x, tp, dim);
-        protected override Tensor Backward(Tensor grad, ICommunicator tp, int dim) => AllGatherAlong(grad, tp, dim);
-    }
-
-    sealed class GatherFromRegion : ConjugatePair<GatherFromRegion>
-    {
-        public override string Name => "GatherFromTensorParallelRegion";
-        protected override Tensor Forward(Tensor x, ICommunicator tp, int dim) => AllGatherAlong(x, tp, dim);
-        protected override Tensor Backward(Tensor grad, ICommunicator tp, int dim) => SplitAlong(grad, tp, dim);
-    }
-
-    sealed class ReduceScatterToSequence : ConjugatePair<ReduceScatterToSequence>
-    {
-        public override string Name => "ReduceScatterToSequenceParallelRegion";
-        protected override Tensor Forward(Tensor x, ICommunicator tp, int dim) => ReduceScatterAlong(x, tp, dim);
-        protected override Tensor Backward(Tensor grad, ICommunicator tp, int dim) => AllGatherAlong(grad, tp, dim);
-    }
-
-    sealed class GatherFromSequence : ConjugatePair<GatherFromSequence>
-    {
-        public override string Name => "GatherFromSequenceParallelRegion";
-        protected override Tensor Forward(Tensor x, ICommunicator tp, int dim) => AllGatherAlong(x, tp, dim);
-        protected override Tensor Backward(Tensor grad, ICommunicator tp, int dim) => ReduceScatterAlong(grad, tp, dim);
+            new() { backwardOp(grad, (ICommunicator)ctx.get_data("tp"), (int)ctx.get_data("dim")), null!, null! };
     }
 }

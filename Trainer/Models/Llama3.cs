@@ -15,9 +15,7 @@ public sealed class Llama3 : CausalLm
     readonly ModuleList<Llama3Block> h;
     readonly RmsNorm ln_f;
     readonly Linear lm_head;
-    // RoPE tables (BlockSize, HeadDim/2), float32; deliberately not registered: not state, never cast to bf16.
-    readonly Tensor cosCpu, sinCpu;
-    Tensor? cosDev, sinDev;
+    readonly RopeTables rope;
 
     public Llama3(ModelConfig cfg) : base("LLaMA3", cfg)
     {
@@ -27,22 +25,14 @@ public sealed class Llama3 : CausalLm
         ln_f = new RmsNorm(cfg.NEmbd, cfg.NormEps);
         lm_head = nn.Linear(cfg.NEmbd, cfg.VocabSize, hasBias: false);
         RegisterComponents();
-        (cosCpu, sinCpu) = Rope.Tables(cfg);
+        rope = new RopeTables(cfg);
     }
 
     public override Tensor forward(Tensor idx)
     {
         using var scope = NewDisposeScope();
         idx = CheckIdx(idx);
-        long t = idx.shape[1];
-        if (cosDev is null || cosDev.device != idx.device)
-        {
-            cosDev?.Dispose(); sinDev?.Dispose();
-            cosDev = cosCpu.to(idx.device).DetachFromDisposeScope();
-            sinDev = sinCpu.to(idx.device).DetachFromDisposeScope();
-        }
-        var cos = cosDev.narrow(0, 0, t);
-        var sin = sinDev!.narrow(0, 0, t);
+        var (cos, sin) = rope.For(idx.shape[1], idx.device);
         var x = wte.forward(idx);
         foreach (var block in h) x = block.forward(x, cos, sin);
         x = ln_f.forward(x);
@@ -78,7 +68,7 @@ public sealed class Llama3 : CausalLm
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { cosCpu.Dispose(); sinCpu.Dispose(); cosDev?.Dispose(); sinDev?.Dispose(); }
+        if (disposing) rope.Dispose();
         base.Dispose(disposing);
     }
 }
@@ -139,6 +129,33 @@ public static class Rope
         var y = stack(new[] { r0, r1 }, -1).reshape(b, t, nh, d).to(x.dtype);
         return y.MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>
+/// A model's RoPE tables: (BlockSize, HeadDim/2) float32 on the CPU, copied to the device the model runs on at its
+/// first forward there. Deliberately not module state (not registered, never cast to bf16); shared by
+/// <see cref="Llama3"/> and its TP shard.
+/// </summary>
+internal sealed class RopeTables : IDisposable
+{
+    readonly Tensor cosCpu, sinCpu;
+    Tensor? cosDev, sinDev;
+
+    public RopeTables(ModelConfig cfg) => (cosCpu, sinCpu) = Rope.Tables(cfg);
+
+    /// <summary>cos and sin of positions 0..<paramref name="t"/>-1 on <paramref name="device"/> (views of the cached tables).</summary>
+    public (Tensor Cos, Tensor Sin) For(long t, Device device)
+    {
+        if (cosDev is null || cosDev.device != device)
+        {
+            cosDev?.Dispose(); sinDev?.Dispose();
+            cosDev = cosCpu.to(device).DetachFromDisposeScope();
+            sinDev = sinCpu.to(device).DetachFromDisposeScope();
+        }
+        return (cosDev.narrow(0, 0, t), sinDev!.narrow(0, 0, t));
+    }
+
+    public void Dispose() { cosCpu.Dispose(); sinCpu.Dispose(); cosDev?.Dispose(); sinDev?.Dispose(); }
 }
 
 /// <summary>RMSNorm: x * rsqrt(mean(x²) + eps) computed in float32, cast back, times weight.</summary>

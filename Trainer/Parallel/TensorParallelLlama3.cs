@@ -19,8 +19,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
     readonly ModuleList<TpLlama3Block> h;
     readonly RmsNorm? ln_f;
     readonly ColumnParallelLinear? lm_head;
-    readonly Tensor cosCpu, sinCpu;
-    Tensor? cosDev, sinDev;
+    readonly RopeTables rope;
 
     internal TensorParallelLlama3(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, ICommunicator tp, bool sequenceParallel, ModelPart? part = null)
         : base("LLaMA3TP", cfg, tp, sequenceParallel, part)
@@ -37,7 +36,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
             }
         }
         RegisterComponents();
-        (cosCpu, sinCpu) = Rope.Tables(cfg);
+        rope = new RopeTables(cfg);
     }
 
     internal static RmsNorm ReplicatedRmsNorm(ModelConfig cfg, Tensor full)
@@ -52,16 +51,8 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
     {
         using var scope = NewDisposeScope();
         var x = CheckPartInput(input);
-        long t = FullLength(x);
-        if (cosDev is null || cosDev.device != x.device)
-        {
-            cosDev?.Dispose(); sinDev?.Dispose();
-            cosDev = cosCpu.to(x.device).DetachFromDisposeScope();
-            sinDev = sinCpu.to(x.device).DetachFromDisposeScope();
-        }
         // Attention always sees the whole sequence (column-parallel inputs are gathered under SP).
-        var cos = cosDev.narrow(0, 0, t);
-        var sin = sinDev!.narrow(0, 0, t);
+        var (cos, sin) = rope.For(FullLength(x), x.device);
         if (Part.Embedding) x = wte!.forward(x);
         foreach (var block in h) x = block.forward(x, cos, sin);
         if (!Part.Head) return x.MoveToOuterDisposeScope();
@@ -95,7 +86,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { cosCpu.Dispose(); sinCpu.Dispose(); cosDev?.Dispose(); sinDev?.Dispose(); }
+        if (disposing) rope.Dispose();
         base.Dispose(disposing);
     }
 }

@@ -26,6 +26,7 @@ public abstract class ParallelLinear : nn.Module<Tensor, Tensor>
         weight = new Parameter(localWeight);
         this.bias = bias is null ? null : new Parameter(bias);
         Spec = spec; this.tp = tp; this.sequenceParallel = sequenceParallel;
+        RegisterComponents();   // the subclasses add no modules or tensors, only flags
     }
 }
 
@@ -40,11 +41,7 @@ public sealed class ColumnParallelLinear : ParallelLinear
     readonly bool gatherOutput;
 
     ColumnParallelLinear(Tensor localWeight, Tensor? localBias, ShardSpec spec, ICommunicator tp, bool gatherOutput, bool sequenceParallel)
-        : base(nameof(ColumnParallelLinear), localWeight, localBias, spec, tp, sequenceParallel)
-    {
-        this.gatherOutput = gatherOutput;
-        RegisterComponents();
-    }
+        : base(nameof(ColumnParallelLinear), localWeight, localBias, spec, tp, sequenceParallel) => this.gatherOutput = gatherOutput;
 
     /// <summary>This rank's shard of the full layer (<paramref name="fullWeight"/> (out,in), <paramref name="fullBias"/> (out)).
     /// <paramref name="rows"/>: how the output dim is cut (dim 0; default: one even block, which must divide by TP) —
@@ -92,11 +89,7 @@ public sealed class RowParallelLinear : ParallelLinear
     readonly bool inputIsParallel;
 
     RowParallelLinear(Tensor localWeight, Tensor? fullBias, ShardSpec spec, ICommunicator tp, bool inputIsParallel, bool sequenceParallel)
-        : base(nameof(RowParallelLinear), localWeight, fullBias, spec, tp, sequenceParallel)
-    {
-        this.inputIsParallel = inputIsParallel;
-        RegisterComponents();
-    }
+        : base(nameof(RowParallelLinear), localWeight, fullBias, spec, tp, sequenceParallel) => this.inputIsParallel = inputIsParallel;
 
     /// <summary>This rank's shard of the full layer (<paramref name="fullWeight"/> (out,in), <paramref name="fullBias"/> (out)).</summary>
     public static RowParallelLinear FromFull(Tensor fullWeight, Tensor? fullBias, ICommunicator tp,

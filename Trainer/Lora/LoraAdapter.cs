@@ -104,7 +104,7 @@ public static class LoraModel
         var owners = new Dictionary<IntPtr, nn.Module<Tensor, Tensor>>();
         foreach (var (_, m) in model.named_modules())
         {
-            Tensor? w = m switch { Linear l => l.weight, ColumnParallelLinear c => c.weight, RowParallelLinear r => r.weight, _ => null };
+            Tensor? w = m switch { Linear l => l.weight, ParallelLinear pl => pl.weight, _ => null };
             if (w is not null) owners[w.Handle] = (nn.Module<Tensor, Tensor>)m;
         }
         using var _ = no_grad();

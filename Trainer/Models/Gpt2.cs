@@ -103,27 +103,32 @@ internal sealed class Gpt2Attention : nn.Module<Tensor, Tensor>
 {
     internal readonly Linear c_attn;
     internal readonly Linear c_proj;
-    readonly int nHead, nEmbd;
+    readonly int nHead, headDim;
 
     public Gpt2Attention(ModelConfig cfg) : base("CausalSelfAttention")
     {
-        nHead = cfg.NHead; nEmbd = cfg.NEmbd;
+        nHead = cfg.NHead; headDim = cfg.HeadDim;
         c_attn = nn.Linear(cfg.NEmbd, 3 * cfg.NEmbd, hasBias: true);
         c_proj = nn.Linear(cfg.NEmbd, cfg.NEmbd, hasBias: true);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Apply(x, c_attn, c_proj, nHead, headDim);
+
+    /// <summary>Causal self-attention over the <paramref name="nHead"/> heads that <paramref name="c_attn"/> produces
+    /// as [q | k | v] (each nHead·headDim wide), projected by <paramref name="c_proj"/>. Shared with the TP shard
+    /// (<see cref="Trainer.Parallel.TpGpt2Block"/>), which passes its parallel layers and its H/tp local heads.</summary>
+    internal static Tensor Apply(Tensor x, nn.Module<Tensor, Tensor> c_attn, nn.Module<Tensor, Tensor> c_proj, int nHead, int headDim)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1], hd = nEmbd / nHead;
-        var qkv = c_attn.call(x);                           // (B,T,3C): [q | k | v]
-        var parts = qkv.split(nEmbd, 2);
-        var q = parts[0].view(b, t, nHead, hd).transpose(1, 2);
-        var k = parts[1].view(b, t, nHead, hd).transpose(1, 2);
-        var v = parts[2].view(b, t, nHead, hd).transpose(1, 2);
+        var qkv = c_attn.call(x);                           // (B,T,3·nHead·hd): [q | k | v]; full T under SP
+        long b = qkv.shape[0], t = qkv.shape[1], width = (long)nHead * headDim;
+        var parts = qkv.split(width, 2);
+        var q = parts[0].view(b, t, nHead, headDim).transpose(1, 2);
+        var k = parts[1].view(b, t, nHead, headDim).transpose(1, 2);
+        var v = parts[2].view(b, t, nHead, headDim).transpose(1, 2);
         var y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
-        y = y.transpose(1, 2).contiguous().view(b, t, nEmbd);
+        y = y.transpose(1, 2).contiguous().view(b, t, width);
         return c_proj.call(y).MoveToOuterDisposeScope();
     }
 }
@@ -140,10 +145,13 @@ internal sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Apply(x, c_fc, c_proj);
+
+    /// <summary>c_proj(GELU_tanh(c_fc(x))); shared with the TP shard (column-parallel c_fc, row-parallel c_proj).</summary>
+    internal static Tensor Apply(Tensor x, nn.Module<Tensor, Tensor> c_fc, nn.Module<Tensor, Tensor> c_proj)
     {
         using var scope = NewDisposeScope();
-        var hdn = nn.functional.gelu(c_fc.call(x), TorchSharp.Modules.GELU.Approximate.tanh);
+        var hdn = nn.functional.gelu(c_fc.call(x), GELU.Approximate.tanh);
         return c_proj.call(hdn).MoveToOuterDisposeScope();
     }
 }

@@ -15,9 +15,7 @@ public sealed class Llama3 : CausalLm
     readonly ModuleList<Llama3Block> h;
     readonly RmsNorm ln_f;
     readonly Linear lm_head;
-    // RoPE tables (BlockSize, HeadDim/2), float32; deliberately not registered: not state, never cast to bf16.
-    readonly Tensor cosCpu, sinCpu;
-    Tensor? cosDev, sinDev;
+    readonly RopeTables rope;
 
     public Llama3(ModelConfig cfg) : base("LLaMA3", cfg)
     {
@@ -27,22 +25,14 @@ public sealed class Llama3 : CausalLm
         ln_f = new RmsNorm(cfg.NEmbd, cfg.NormEps);
         lm_head = nn.Linear(cfg.NEmbd, cfg.VocabSize, hasBias: false);
         RegisterComponents();
-        (cosCpu, sinCpu) = Rope.Tables(cfg);
+        rope = new RopeTables(cfg);
     }
 
     public override Tensor forward(Tensor idx)
     {
         using var scope = NewDisposeScope();
         idx = CheckIdx(idx);
-        long t = idx.shape[1];
-        if (cosDev is null || cosDev.device != idx.device)
-        {
-            cosDev?.Dispose(); sinDev?.Dispose();
-            cosDev = cosCpu.to(idx.device).DetachFromDisposeScope();
-            sinDev = sinCpu.to(idx.device).DetachFromDisposeScope();
-        }
-        var cos = cosDev.narrow(0, 0, t);
-        var sin = sinDev!.narrow(0, 0, t);
+        var (cos, sin) = rope.For(idx.shape[1], idx.device);
         var x = wte.forward(idx);
         foreach (var block in h) x = block.forward(x, cos, sin);
         x = ln_f.forward(x);
@@ -78,7 +68,7 @@ public sealed class Llama3 : CausalLm
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { cosCpu.Dispose(); sinCpu.Dispose(); cosDev?.Dispose(); sinDev?.Dispose(); }
+        if (disposing) rope.Dispose();
         base.Dispose(disposing);
     }
 }
@@ -141,6 +131,33 @@ public static class Rope
     }
 }
 
+/// <summary>
+/// A model's RoPE tables: (BlockSize, HeadDim/2) float32 on the CPU, copied to the device the model runs on at its
+/// first forward there. Deliberately not module state (not registered, never cast to bf16); shared by
+/// <see cref="Llama3"/> and its TP shard.
+/// </summary>
+internal sealed class RopeTables : IDisposable
+{
+    readonly Tensor cosCpu, sinCpu;
+    Tensor? cosDev, sinDev;
+
+    public RopeTables(ModelConfig cfg) => (cosCpu, sinCpu) = Rope.Tables(cfg);
+
+    /// <summary>cos and sin of positions 0..<paramref name="t"/>-1 on <paramref name="device"/> (views of the cached tables).</summary>
+    public (Tensor Cos, Tensor Sin) For(long t, Device device)
+    {
+        if (cosDev is null || cosDev.device != device)
+        {
+            cosDev?.Dispose(); sinDev?.Dispose();
+            cosDev = cosCpu.to(device).DetachFromDisposeScope();
+            sinDev = sinCpu.to(device).DetachFromDisposeScope();
+        }
+        return (cosDev.narrow(0, 0, t), sinDev!.narrow(0, 0, t));
+    }
+
+    public void Dispose() { cosCpu.Dispose(); sinCpu.Dispose(); cosDev?.Dispose(); sinDev?.Dispose(); }
+}
+
 /// <summary>RMSNorm: x * rsqrt(mean(x²) + eps) computed in float32, cast back, times weight.</summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
@@ -192,22 +209,29 @@ internal sealed class Llama3Attention : nn.Module<Tensor, Tensor, Tensor, Tensor
 {
     internal readonly Linear c_attn;
     internal readonly Linear c_proj;
-    readonly int nHead, nKvHead, headDim, nEmbd;
+    readonly int nHead, nKvHead, headDim;
 
     public Llama3Attention(ModelConfig cfg) : base("CausalSelfAttention")
     {
-        nHead = cfg.NHead; nKvHead = cfg.NKvHead; headDim = cfg.HeadDim; nEmbd = cfg.NEmbd;
+        nHead = cfg.NHead; nKvHead = cfg.NKvHead; headDim = cfg.HeadDim;
         c_attn = nn.Linear(cfg.NEmbd, (cfg.NHead + 2L * cfg.NKvHead) * headDim, hasBias: false);
         c_proj = nn.Linear(cfg.NEmbd, cfg.NEmbd, hasBias: false);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor cos, Tensor sin)
+    public override Tensor forward(Tensor x, Tensor cos, Tensor sin) => Apply(x, cos, sin, c_attn, c_proj, nHead, nKvHead, headDim);
+
+    /// <summary>Causal self-attention with RoPE and GQA over the <paramref name="nHead"/> query and
+    /// <paramref name="nKvHead"/> KV heads that <paramref name="c_attn"/> produces as [q | k | v], projected by
+    /// <paramref name="c_proj"/>. Shared with the TP shard (<see cref="Trainer.Parallel.TpLlama3Block"/>), which passes
+    /// its parallel layers and its H/tp, KV/tp local heads.</summary>
+    internal static Tensor Apply(Tensor x, Tensor cos, Tensor sin, nn.Module<Tensor, Tensor> c_attn, nn.Module<Tensor, Tensor> c_proj,
+        int nHead, int nKvHead, int headDim)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1];
+        var qkv = c_attn.call(x);                           // (B,T,(H+2KV)*D): [q | k | v]; full T under SP
+        long b = qkv.shape[0], t = qkv.shape[1];
         long qSize = (long)nHead * headDim, kvSize = (long)nKvHead * headDim;
-        var qkv = c_attn.call(x);                           // (B,T,(H+2KV)*D): [q | k | v]
         var q = qkv.narrow(2, 0, qSize).view(b, t, nHead, headDim);
         var k = qkv.narrow(2, qSize, kvSize).view(b, t, nKvHead, headDim);
         var v = qkv.narrow(2, qSize + kvSize, kvSize).view(b, t, nKvHead, headDim);
@@ -216,7 +240,7 @@ internal sealed class Llama3Attention : nn.Module<Tensor, Tensor, Tensor, Tensor
         int rep = nHead / nKvHead;
         if (rep > 1) { k = k.repeat_interleave(rep, dim: 2); v = v.repeat_interleave(rep, dim: 2); }
         var y = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_casual: true);
-        y = y.transpose(1, 2).contiguous().view(b, t, nEmbd);
+        y = y.transpose(1, 2).contiguous().view(b, t, qSize);
         return c_proj.call(y).MoveToOuterDisposeScope();
     }
 }
@@ -235,7 +259,10 @@ internal sealed class Llama3Mlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Apply(x, c_fc, c_fc2, c_proj);
+
+    /// <summary>SwiGLU c_proj(c_fc(x) * silu(c_fc2(x))); shared with the TP shard (column-parallel c_fc/c_fc2, row-parallel c_proj).</summary>
+    internal static Tensor Apply(Tensor x, nn.Module<Tensor, Tensor> c_fc, nn.Module<Tensor, Tensor> c_fc2, nn.Module<Tensor, Tensor> c_proj)
     {
         using var scope = NewDisposeScope();
         var hdn = c_fc.call(x) * nn.functional.silu(c_fc2.call(x));

@@ -124,22 +124,8 @@ internal sealed class TpGpt2Block : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        x = x + Attention(ln_1.forward(x));
-        x = x + mlp_c_proj.call(nn.functional.gelu(c_fc.call(ln_2.forward(x)), GELU.Approximate.tanh));
+        x = x + Gpt2Attention.Apply(ln_1.forward(x), c_attn, attn_c_proj, localHeads, headDim);
+        x = x + Gpt2Mlp.Apply(ln_2.forward(x), c_fc, mlp_c_proj);
         return x.MoveToOuterDisposeScope();
-    }
-
-    Tensor Attention(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        var qkv = c_attn.call(x);                           // (B,T,3C/tp): [q_r | k_r | v_r], full T under SP
-        long b = qkv.shape[0], t = qkv.shape[1], local = (long)localHeads * headDim;
-        var parts = qkv.split(local, 2);
-        var q = parts[0].view(b, t, localHeads, headDim).transpose(1, 2);
-        var k = parts[1].view(b, t, localHeads, headDim).transpose(1, 2);
-        var v = parts[2].view(b, t, localHeads, headDim).transpose(1, 2);
-        var y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
-        y = y.transpose(1, 2).contiguous().view(b, t, local);
-        return attn_c_proj.call(y).MoveToOuterDisposeScope();
     }
 }

@@ -6,29 +6,42 @@ using static Trainer.Parallel.TensorParallelOps;
 namespace Trainer.Parallel;
 
 /// <summary>
+/// What the two parallel linear layers share: this rank's weight shard, the bias (this rank's entries for a
+/// column-parallel layer, the whole bias for a row-parallel one), how the weight is cut from the full layer's
+/// (<see cref="Spec"/>: rows for column-parallel, columns for row-parallel), the TP group and whether SP is on.
+/// </summary>
+public abstract class ParallelLinear : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter weight;
+    public readonly Parameter? bias;
+    private protected readonly ICommunicator tp;
+    private protected readonly bool sequenceParallel;
+
+    /// <summary>How this layer's weight is cut from the full layer's.</summary>
+    public ShardSpec Spec { get; }
+
+    private protected ParallelLinear(string name, Tensor localWeight, Tensor? bias, ShardSpec spec, ICommunicator tp, bool sequenceParallel)
+        : base(name)
+    {
+        weight = new Parameter(localWeight);
+        this.bias = bias is null ? null : new Parameter(bias);
+        Spec = spec; this.tp = tp; this.sequenceParallel = sequenceParallel;
+        RegisterComponents();   // the subclasses add no modules or tensors, only flags
+    }
+}
+
+/// <summary>
 /// y = x Aᵀ + b with A's rows (output features) split over the TP group: this rank holds rows
 /// <see cref="Spec"/>.Slice(A) and the matching bias entries. Input: replicated (B,T,C) — or, under sequence
 /// parallelism, this rank's (B,T/tp,C), all-gathered along T first. Output: this rank's (B,T,out/tp), or the full
 /// (B,T,out) when <c>gatherOutput</c>.
 /// </summary>
-public sealed class ColumnParallelLinear : nn.Module<Tensor, Tensor>
+public sealed class ColumnParallelLinear : ParallelLinear
 {
-    public readonly Parameter weight;
-    public readonly Parameter? bias;
-    readonly ICommunicator tp;
-    readonly bool gatherOutput, sequenceParallel;
-
-    /// <summary>How this layer's weight rows (and bias) are cut from the full layer's.</summary>
-    public ShardSpec Spec { get; }
+    readonly bool gatherOutput;
 
     ColumnParallelLinear(Tensor localWeight, Tensor? localBias, ShardSpec spec, ICommunicator tp, bool gatherOutput, bool sequenceParallel)
-        : base(nameof(ColumnParallelLinear))
-    {
-        weight = new Parameter(localWeight);
-        bias = localBias is null ? null : new Parameter(localBias);
-        Spec = spec; this.tp = tp; this.gatherOutput = gatherOutput; this.sequenceParallel = sequenceParallel;
-        RegisterComponents();
-    }
+        : base(nameof(ColumnParallelLinear), localWeight, localBias, spec, tp, sequenceParallel) => this.gatherOutput = gatherOutput;
 
     /// <summary>This rank's shard of the full layer (<paramref name="fullWeight"/> (out,in), <paramref name="fullBias"/> (out)).
     /// <paramref name="rows"/>: how the output dim is cut (dim 0; default: one even block, which must divide by TP) —
@@ -71,30 +84,18 @@ public sealed class ColumnParallelLinear : nn.Module<Tensor, Tensor>
 /// The bias is replicated on every TP rank; under SP its gradient covers only the local positions and must be
 /// all-reduced over TP after backward (<see cref="TensorParallelLm.AllReduceSequenceParallelGrads"/>).
 /// </summary>
-public sealed class RowParallelLinear : nn.Module<Tensor, Tensor>
+public sealed class RowParallelLinear : ParallelLinear
 {
-    public readonly Parameter weight;
-    public readonly Parameter? bias;
-    readonly ICommunicator tp;
-    readonly bool inputIsParallel, sequenceParallel;
-
-    /// <summary>How this layer's weight columns are cut from the full layer's (the bias is replicated).</summary>
-    public ShardSpec Spec { get; }
+    readonly bool inputIsParallel;
 
     RowParallelLinear(Tensor localWeight, Tensor? fullBias, ShardSpec spec, ICommunicator tp, bool inputIsParallel, bool sequenceParallel)
-        : base(nameof(RowParallelLinear))
-    {
-        if (sequenceParallel && !inputIsParallel) throw new ArgumentException("a sequence-parallel RowParallelLinear needs a parallel input");
-        weight = new Parameter(localWeight);
-        bias = fullBias is null ? null : new Parameter(fullBias);
-        Spec = spec; this.tp = tp; this.inputIsParallel = inputIsParallel; this.sequenceParallel = sequenceParallel;
-        RegisterComponents();
-    }
+        : base(nameof(RowParallelLinear), localWeight, fullBias, spec, tp, sequenceParallel) => this.inputIsParallel = inputIsParallel;
 
     /// <summary>This rank's shard of the full layer (<paramref name="fullWeight"/> (out,in), <paramref name="fullBias"/> (out)).</summary>
     public static RowParallelLinear FromFull(Tensor fullWeight, Tensor? fullBias, ICommunicator tp,
         bool inputIsParallel = true, bool sequenceParallel = false)
     {
+        if (sequenceParallel && !inputIsParallel) throw new ArgumentException("a sequence-parallel RowParallelLinear needs a parallel input");
         var spec = ShardSpec.Fused(1, fullWeight.shape[1]);
         using var _ = no_grad();
         return new RowParallelLinear(spec.Slice(fullWeight, tp.Rank, tp.Size), fullBias?.detach().clone(), spec, tp, inputIsParallel, sequenceParallel);

@@ -19,8 +19,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
     readonly ModuleList<TpLlama3Block> h;
     readonly RmsNorm? ln_f;
     readonly ColumnParallelLinear? lm_head;
-    readonly Tensor cosCpu, sinCpu;
-    Tensor? cosDev, sinDev;
+    readonly RopeTables rope;
 
     internal TensorParallelLlama3(ModelConfig cfg, IReadOnlyDictionary<string, Tensor> full, ICommunicator tp, bool sequenceParallel, ModelPart? part = null)
         : base("LLaMA3TP", cfg, tp, sequenceParallel, part)
@@ -37,7 +36,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
             }
         }
         RegisterComponents();
-        (cosCpu, sinCpu) = Rope.Tables(cfg);
+        rope = new RopeTables(cfg);
     }
 
     internal static RmsNorm ReplicatedRmsNorm(ModelConfig cfg, Tensor full)
@@ -52,16 +51,8 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
     {
         using var scope = NewDisposeScope();
         var x = CheckPartInput(input);
-        long t = FullLength(x);
-        if (cosDev is null || cosDev.device != x.device)
-        {
-            cosDev?.Dispose(); sinDev?.Dispose();
-            cosDev = cosCpu.to(x.device).DetachFromDisposeScope();
-            sinDev = sinCpu.to(x.device).DetachFromDisposeScope();
-        }
         // Attention always sees the whole sequence (column-parallel inputs are gathered under SP).
-        var cos = cosDev.narrow(0, 0, t);
-        var sin = sinDev!.narrow(0, 0, t);
+        var (cos, sin) = rope.For(FullLength(x), x.device);
         if (Part.Embedding) x = wte!.forward(x);
         foreach (var block in h) x = block.forward(x, cos, sin);
         if (!Part.Head) return x.MoveToOuterDisposeScope();
@@ -95,7 +86,7 @@ public sealed class TensorParallelLlama3 : TensorParallelLm
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) { cosCpu.Dispose(); sinCpu.Dispose(); cosDev?.Dispose(); sinDev?.Dispose(); }
+        if (disposing) rope.Dispose();
         base.Dispose(disposing);
     }
 }
@@ -123,27 +114,8 @@ internal sealed class TpLlama3Block : nn.Module<Tensor, Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
-        x = x + Attention(ln_1.forward(x), cos, sin);
-        var hn = ln_2.forward(x);
-        x = x + mlp_c_proj.call(c_fc.call(hn) * nn.functional.silu(c_fc2.call(hn)));
+        x = x + Llama3Attention.Apply(ln_1.forward(x), cos, sin, c_attn, attn_c_proj, localHeads, localKvHeads, headDim);
+        x = x + Llama3Mlp.Apply(ln_2.forward(x), c_fc, c_fc2, mlp_c_proj);
         return x.MoveToOuterDisposeScope();
-    }
-
-    Tensor Attention(Tensor x, Tensor cos, Tensor sin)
-    {
-        using var scope = NewDisposeScope();
-        var qkv = c_attn.call(x);                           // (B,T,(H+2KV)/tp·D), full T under SP
-        long b = qkv.shape[0], t = qkv.shape[1];
-        long qSize = (long)localHeads * headDim, kvSize = (long)localKvHeads * headDim;
-        var q = qkv.narrow(2, 0, qSize).view(b, t, localHeads, headDim);
-        var k = qkv.narrow(2, qSize, kvSize).view(b, t, localKvHeads, headDim);
-        var v = qkv.narrow(2, qSize + kvSize, kvSize).view(b, t, localKvHeads, headDim);
-        q = Rope.Apply(q, cos, sin);
-        k = Rope.Apply(k, cos, sin);
-        int rep = localHeads / localKvHeads;
-        if (rep > 1) { k = k.repeat_interleave(rep, dim: 2); v = v.repeat_interleave(rep, dim: 2); }
-        var y = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_casual: true);
-        y = y.transpose(1, 2).contiguous().view(b, t, qSize);
-        return attn_c_proj.call(y).MoveToOuterDisposeScope();
     }
 }

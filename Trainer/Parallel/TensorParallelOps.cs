@@ -17,19 +17,19 @@ public static class TensorParallelOps
 {
     /// <summary>f: forward identity, backward all-reduce (sum) — the input of a column-parallel layer.</summary>
     public static Tensor CopyToTensorParallelRegion(Tensor x, ICommunicator tp) =>
-        tp.Size == 1 ? x : CopyToRegion.apply(x, tp);
+        tp.Size == 1 ? x : CopyToRegion.apply(x, tp, LastDim);
 
     /// <summary>g: forward all-reduce (sum), backward identity — the output of a row-parallel layer.</summary>
     public static Tensor ReduceFromTensorParallelRegion(Tensor x, ICommunicator tp) =>
-        tp.Size == 1 ? x : ReduceFromRegion.apply(x, tp);
+        tp.Size == 1 ? x : ReduceFromRegion.apply(x, tp, LastDim);
 
     /// <summary>Forward: this rank's chunk of the last dim; backward: all-gather along the last dim.</summary>
     public static Tensor ScatterToTensorParallelRegion(Tensor x, ICommunicator tp) =>
-        tp.Size == 1 ? x : ScatterToRegion.apply(x, tp);
+        tp.Size == 1 ? x : ScatterToRegion.apply(x, tp, LastDim);
 
     /// <summary>Forward: all-gather along the last dim (rank order); backward: this rank's chunk of the gradient.</summary>
     public static Tensor GatherFromTensorParallelRegion(Tensor x, ICommunicator tp) =>
-        tp.Size == 1 ? x : GatherFromRegion.apply(x, tp);
+        tp.Size == 1 ? x : GatherFromRegion.apply(x, tp, LastDim);
 
     /// <summary>Forward: reduce-scatter (sum) along <paramref name="seqDim"/> (each rank keeps its T/tp positions);
     /// backward: all-gather along it. The output of a row-parallel layer (and of the embedding) under SP.</summary>
@@ -100,72 +100,40 @@ public static class TensorParallelOps
 
     static int Normalize(Tensor x, int dim) => dim < 0 ? dim + (int)x.dim() : dim;
 
-    static ICommunicator Comm(AutogradContext ctx) => (ICommunicator)ctx.get_data("tp");
-    static int SeqDim(AutogradContext ctx) => (int)ctx.get_data("dim");
+    // Custom autograd functions, each a conjugate pair: backward applies the adjoint of forward's collective
+    // (identity <-> all-reduce, split <-> all-gather, reduce-scatter <-> all-gather). Instances are process-wide
+    // singletons (TorchSharp's design) and hold no state: the communicator and the dim travel in the context.
+    // Every function takes (x, communicator, dim); the all-reduce pair ignores the dim.
 
-    // Custom autograd functions. Instances are process-wide singletons (TorchSharp's design): they hold no state;
-    // the communicator and dims travel in the context. backward returns one entry per forward argument (null for
-    // the non-tensor ones).
+    const int LastDim = -1;
 
-    sealed class CopyToRegion : SingleTensorFunction<CopyToRegion>
+    delegate Tensor Collective(Tensor x, ICommunicator tp, int dim);
+
+    // (Megatron's name, forward, backward)
+    sealed class CopyToRegion() : ConjugatePair<CopyToRegion>("CopyToTensorParallelRegion", Alias, AllReduceSum);
+    sealed class ReduceFromRegion() : ConjugatePair<ReduceFromRegion>("ReduceFromTensorParallelRegion", AllReduceSum, Unchanged);
+    sealed class ScatterToRegion() : ConjugatePair<ScatterToRegion>("ScatterToTensorParallelRegion", SplitAlong, AllGatherAlong);
+    sealed class GatherFromRegion() : ConjugatePair<GatherFromRegion>("GatherFromTensorParallelRegion", AllGatherAlong, SplitAlong);
+    sealed class ReduceScatterToSequence() : ConjugatePair<ReduceScatterToSequence>("ReduceScatterToSequenceParallelRegion", ReduceScatterAlong, AllGatherAlong);
+    sealed class GatherFromSequence() : ConjugatePair<GatherFromSequence>("GatherFromSequenceParallelRegion", AllGatherAlong, ReduceScatterAlong);
+
+    static Tensor Alias(Tensor x, ICommunicator tp, int dim) => x.alias();
+    static Tensor Unchanged(Tensor grad, ICommunicator tp, int dim) => grad;
+    static Tensor AllReduceSum(Tensor x, ICommunicator tp, int dim) => AllReduceSum(x, tp);
+
+    abstract class ConjugatePair<TSelf>(string name, Collective forwardOp, Collective backwardOp) : SingleTensorFunction<TSelf>
+        where TSelf : ConjugatePair<TSelf>, new()
     {
-        public override string Name => "CopyToTensorParallelRegion";
-        public override Tensor forward(AutogradContext ctx, params object[] vars)
-        {
-            ctx.save_data("tp", vars[1]);
-            return ((Tensor)vars[0]).alias();
-        }
-        public override List<Tensor> backward(AutogradContext ctx, Tensor grad) => new() { AllReduceSum(grad, Comm(ctx)), null! };
-    }
+        public override string Name => name;
 
-    sealed class ReduceFromRegion : SingleTensorFunction<ReduceFromRegion>
-    {
-        public override string Name => "ReduceFromTensorParallelRegion";
-        public override Tensor forward(AutogradContext ctx, params object[] vars) => AllReduceSum((Tensor)vars[0], (ICommunicator)vars[1]);
-        public override List<Tensor> backward(AutogradContext ctx, Tensor grad) => new() { grad, null! };
-    }
-
-    sealed class ScatterToRegion : SingleTensorFunction<ScatterToRegion>
-    {
-        public override string Name => "ScatterToTensorParallelRegion";
-        public override Tensor forward(AutogradContext ctx, params object[] vars)
-        {
-            ctx.save_data("tp", vars[1]);
-            return SplitAlong((Tensor)vars[0], (ICommunicator)vars[1], -1);
-        }
-        public override List<Tensor> backward(AutogradContext ctx, Tensor grad) => new() { AllGatherAlong(grad, Comm(ctx), -1), null! };
-    }
-
-    sealed class GatherFromRegion : SingleTensorFunction<GatherFromRegion>
-    {
-        public override string Name => "GatherFromTensorParallelRegion";
-        public override Tensor forward(AutogradContext ctx, params object[] vars)
-        {
-            ctx.save_data("tp", vars[1]);
-            return AllGatherAlong((Tensor)vars[0], (ICommunicator)vars[1], -1);
-        }
-        public override List<Tensor> backward(AutogradContext ctx, Tensor grad) => new() { SplitAlong(grad, Comm(ctx), -1), null! };
-    }
-
-    sealed class ReduceScatterToSequence : SingleTensorFunction<ReduceScatterToSequence>
-    {
-        public override string Name => "ReduceScatterToSequenceParallelRegion";
-        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        public sealed override Tensor forward(AutogradContext ctx, params object[] vars)
         {
             ctx.save_data("tp", vars[1]); ctx.save_data("dim", vars[2]);
-            return ReduceScatterAlong((Tensor)vars[0], (ICommunicator)vars[1], (int)vars[2]);
+            return forwardOp((Tensor)vars[0], (ICommunicator)vars[1], (int)vars[2]);
         }
-        public override List<Tensor> backward(AutogradContext ctx, Tensor grad) => new() { AllGatherAlong(grad, Comm(ctx), SeqDim(ctx)), null!, null! };
-    }
 
-    sealed class GatherFromSequence : SingleTensorFunction<GatherFromSequence>
-    {
-        public override string Name => "GatherFromSequenceParallelRegion";
-        public override Tensor forward(AutogradContext ctx, params object[] vars)
-        {
-            ctx.save_data("tp", vars[1]); ctx.save_data("dim", vars[2]);
-            return AllGatherAlong((Tensor)vars[0], (ICommunicator)vars[1], (int)vars[2]);
-        }
-        public override List<Tensor> backward(AutogradContext ctx, Tensor grad) => new() { ReduceScatterAlong(grad, Comm(ctx), SeqDim(ctx)), null!, null! };
+        // One entry per forward argument: null for the communicator and the dim.
+        public sealed override List<Tensor> backward(AutogradContext ctx, Tensor grad) =>
+            new() { backwardOp(grad, (ICommunicator)ctx.get_data("tp"), (int)ctx.get_data("dim")), null!, null! };
     }
 }

@@ -5,7 +5,7 @@ using Trainer.Cli;
 // Trainer prepare-data         tokenize text into llm.c token files (Trainer/Data)
 // Trainer lora-merge           merge LoRA adapters into the base weights (Trainer/Cli/LoraMergeCommand.cs)
 if (args.Length == 0 || args[0].StartsWith('-') || args[0] == "train")
-    Trainer.Training.NativeHeap.ReexecWithOneArena();   // training: every rank thread on glibc's main arena (returns only where it did not exec)
+    Trainer.Training.NativeHeap.ReexecWithTunables();   // training: glibc settings that only the start-up environment can make (returns only where it did not exec)
 Trainer.Training.OpenMpSpin.Bound();   // before libtorch (and its libgomp) loads
 Trainer.EntryPoint.UsePlainTerminalWriters();
 return Trainer.EntryPoint.Main(args);

@@ -105,13 +105,14 @@ public static class CpuStepTests
             {
                 string output = RunTrainer(new[] { "--model=gpt2-tiny", "--nthread_per_process=4", "--batch_size=1", "--sequence_length=64",
                     "--total_batch_size=256", "--num_iteration=10", "--num_threads=1", "--noprogress", "--lr_scheduler=none", $"--log_json={log}" });
-                Must.Contains(output, "GLIBC_TUNABLES=glibc.malloc.arena_max=1", "the trainer runs with one arena");
+                Must.Contains(output, "GLIBC_TUNABLES=" + NativeHeap.Tunables, "the trainer runs with one arena");
                 var faults = File.ReadLines(log).Select(l => JsonDocument.Parse(l).RootElement).Select(r => r.GetProperty("minflt").GetInt64()).ToArray();
                 long median = faults.Skip(5).Order().ElementAt(2);
                 Must.True(median < 5_000, $"median minor page faults of steps 6..10: {median} (all steps: {string.Join(", ", faults)})");
                 string own = RunTrainer(new[] { "--model=gpt2-tiny", "--num_iteration=1", "--noprogress" }, ("GLIBC_TUNABLES", "glibc.malloc.arena_max=3"));
                 Must.Contains(own, "GLIBC_TUNABLES=glibc.malloc.arena_max=3", "the user's own arena limit is kept");
                 Must.True(!own.Contains("arena_max=1"), "no second limit added to the user's: " + own);
+                Must.Contains(own, "M_TRIM_THRESHOLD=2 GiB", "without the tunable's threshold, mallopt's");
             }
             finally { File.Delete(log); }
         }));

@@ -9,9 +9,10 @@ namespace Trainer.Training;
 /// and trims the heap top back to the OS past 128 KB; so every step mapped ~1.3 GB anew and the kernel zeroed it page
 /// by page (~330,000 minor page faults per step at B=4, T=64). A training step allocates the same sizes every time,
 /// so the trainer keeps what it frees instead, as llm.c's preallocated buffers do: no mmap for large blocks
-/// (<c>M_MMAP_MAX</c> 0: they come from the heap) and no trimming (<c>M_TRIM_THRESHOLD</c> 2 GiB). The resident size
-/// stays at the step's peak. Threads other than the main one share that heap only with one arena
-/// (<see cref="ReexecWithOneArena"/>).
+/// (<c>M_MMAP_MAX</c> 0: they come from the heap) and no trimming. The resident size stays at the step's peak.
+/// <para>Two of the settings can only come from the environment at process start (<see cref="Tunables"/>), so
+/// <c>train</c> re-executes itself with them (<see cref="ReexecWithTunables"/>): one arena, and a trim threshold
+/// beyond <c>mallopt</c>'s int (2 GiB; GPT-2 124M at DP 2 frees more than that at the end of a step).</para>
 /// </summary>
 public static class NativeHeap
 {
@@ -32,8 +33,12 @@ public static class NativeHeap
             {
                 try
                 {
-                    if (MallOpt(M_MMAP_MAX, 0) == 1 && MallOpt(M_TRIM_THRESHOLD, int.MaxValue) == 1)
-                        result = "glibc malloc keeps freed memory (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB)";
+                    // mallopt would lower a trim threshold set by the tunable to its int's 2 GiB.
+                    bool trimTuned = (TunablesInEffect ?? "").Contains("glibc.malloc.trim_threshold=");
+                    if (MallOpt(M_MMAP_MAX, 0) == 1 && (trimTuned || MallOpt(M_TRIM_THRESHOLD, int.MaxValue) == 1))
+                        result = "glibc malloc keeps freed memory (M_MMAP_MAX=0, " +
+                            (trimTuned ? "trim threshold from GLIBC_TUNABLES" : "M_TRIM_THRESHOLD=2 GiB") + ")" +
+                            (TunablesInEffect is { } t ? $"; GLIBC_TUNABLES={t}" : "");
                 }
                 catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
             }
@@ -45,8 +50,14 @@ public static class NativeHeap
     static readonly object Gate = new();
     static string? _applied;
 
-    /// <summary>The tunable that puts every thread on glibc's main arena.</summary>
-    public const string OneArenaTunable = "glibc.malloc.arena_max=1";
+    /// <summary>
+    /// One arena, the main one, for every thread: rank threads (and libgomp's workers) would each get an arena of their
+    /// own, whose heaps hold at most 64 MB: a larger block is mapped by mmap whatever <c>M_MMAP_MAX</c> says, and a heap
+    /// emptied at the end of a step is unmapped, trim threshold or not (gpt2-tiny at DP 4 on threads: 19,000-31,000
+    /// minor faults a step; ~50 with one arena). glibc fixes its arena limit once a few arenas exist, which a .NET
+    /// process has before Main, so <c>mallopt(M_ARENA_MAX)</c> comes too late. And a trim threshold of 1 PiB: never.
+    /// </summary>
+    public const string Tunables = "glibc.malloc.arena_max=1:glibc.malloc.trim_threshold=1125899906842624";
 
     [DllImport("libc", EntryPoint = "execve", SetLastError = true)]
     static extern int ExecVe(string path, string?[] argv, string?[] envp);
@@ -54,25 +65,19 @@ public static class NativeHeap
     [DllImport("libc", EntryPoint = "gnu_get_libc_version")]
     static extern IntPtr GnuLibcVersion();
 
-    /// <summary>GLIBC_TUNABLES where it limits the arenas (<see cref="OneArenaTunable"/>, or the user's own limit), for
-    /// the log; null otherwise.</summary>
-    public static string? ArenaTunables => Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is { } t && t.Contains("glibc.malloc.arena_max=") ? t : null;
+    /// <summary>GLIBC_TUNABLES where it sets malloc's arenas or trimming (<see cref="Tunables"/>, or the user's own);
+    /// null otherwise.</summary>
+    public static string? TunablesInEffect => Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is { } t
+        && (t.Contains("glibc.malloc.arena_max=") || t.Contains("glibc.malloc.trim_threshold=")) ? t : null;
 
     /// <summary>
-    /// Rank threads (and libgomp's workers) each get a glibc arena of their own, whose heaps hold at most 64 MB: a larger
-    /// block is mapped by mmap whatever <c>M_MMAP_MAX</c> says, and a heap emptied at the end of a step is unmapped,
-    /// <c>M_TRIM_THRESHOLD</c> or not. So with data-parallel ranks on threads every step mapped and zeroed its memory
-    /// anew (GPT-2 124M, DP 2: ~1,250,000 minor faults a step; gpt2-tiny, DP 8: 30,000-58,000). With one arena, the
-    /// main one, every thread's blocks come from the one heap that <see cref="KeepFreedMemory"/> keeps (a few dozen
-    /// faults a step; docs/REPORT.md §4.1). glibc fixes the arena limit once several arenas exist, so
-    /// <c>mallopt(M_ARENA_MAX)</c> comes too late in a .NET process; the tunable must be in the environment when the
-    /// process starts. This re-executes the same command line (same process id, so mpirun's bookkeeping holds) with it
-    /// added to GLIBC_TUNABLES, once, first thing in Main; it does nothing off glibc, where the user set
-    /// <c>glibc.malloc.arena_max</c>, or where exec fails (the run goes on as before).
+    /// Re-executes this process's command line (same process id, so mpirun's bookkeeping holds) with
+    /// <see cref="Tunables"/> added to GLIBC_TUNABLES, once, first thing in Main. It does nothing off glibc, where the
+    /// user already set malloc's arenas or trimming there, or where exec fails (the run goes on as before).
     /// </summary>
-    public static void ReexecWithOneArena()
+    public static void ReexecWithTunables()
     {
-        if (!OperatingSystem.IsLinux() || ArenaTunables is not null) return;
+        if (!OperatingSystem.IsLinux() || TunablesInEffect is not null) return;
         try
         {
             if (GnuLibcVersion() == IntPtr.Zero) return;
@@ -81,7 +86,7 @@ public static class NativeHeap
             string? tunables = Environment.GetEnvironmentVariable("GLIBC_TUNABLES");
             var env = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
                 .Where(e => (string)e.Key != "GLIBC_TUNABLES").Select(e => $"{e.Key}={e.Value}")
-                .Append($"GLIBC_TUNABLES={(string.IsNullOrEmpty(tunables) ? "" : tunables + ":")}{OneArenaTunable}");
+                .Append($"GLIBC_TUNABLES={(string.IsNullOrEmpty(tunables) ? "" : tunables + ":")}{Tunables}");
             ExecVe("/proc/self/exe", [.. argv, null], [.. env, null]);   // returns only on failure
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or IOException or UnauthorizedAccessException) { }

@@ -175,7 +175,7 @@ public sealed class TrainingRun
             bool logs = world[0].Rank == 0;
             using var log = new StepLog(logs ? _out : TextWriter.Null, logs ? _o.LogJson : null, progress && logs, appendJson: resume is not null); // a resumed run continues its log
             log.Info($"total desired batch size: {_o.TotalBatchSize} => calculated gradient accumulation steps: {A} (DP={layout.Dp}, torch threads={threads})");
-            if (heap is not null) log.Info($"native memory: {heap}{(NativeHeap.ArenaTunables is { } t ? $"; GLIBC_TUNABLES={t}" : "")}");
+            if (heap is not null) log.Info($"native memory: {heap}");
             if (OpenMpSpin.Applied is { } spin) log.Info($"OpenMP: {spin} (libgomp's wait before a thread sleeps; set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)");
             if (W > 1) log.Info($"layout: {layout}{(_o.Processes > 1 ? $" over {_o.Processes} MPI processes{(W > _o.Processes ? $" x {W / _o.Processes} threads" : "")}" : "")}");
             if (_schedule is { } ps) log.Info($"pipeline: {PipelineSchedule.Name(ps.Kind)} schedule, {A} micro-batches over {ps.Chunks} chunks, at most {ps.MaxInFlight()} chunk activations in flight per stage");

@@ -315,6 +315,21 @@ public static class PipelineTests
                 var o = Options(Gpt2Pp, 8, 2, 8) with { TensorParallel = 2, SequenceParallel = true, PipelineParallel = 2, VirtualPipelineParallel = 2, ZeroStage = 1 };
                 SameRun(single, Train(Gpt2Pp, o, TiedStaysTied(o.Layout)), 1e-5, "3-D");
             }),
+            Spec.Case("validation (forward only) under TP=2 + SP x PP=2 x VPP=2: the single-device validation losses within 1e-5", () =>
+            {
+                float[] ValLosses(TrainOptions o)
+                {
+                    var log = new StringWriter();
+                    var binding = new ModelBinding { Config = Gpt2Pp, Name = Gpt2Pp.Name, Seed = 5, BFloat16 = false };
+                    new TrainingRun(o, binding.RankFactory, null, TrainTokens, log) { Validation = new ValidationSet(TinyLm.Tokens(600, vocab: 60), Every: 1, MaxBatches: 3) }.Run();
+                    return log.ToString().Split('\n').Where(l => l.Contains("| val loss ")).Select(l => float.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+                }
+                var single = ValLosses(Options(Gpt2Pp, 1, 2, 8));
+                var pp = ValLosses(Options(Gpt2Pp, 4, 2, 8) with { TensorParallel = 2, SequenceParallel = true, PipelineParallel = 2, VirtualPipelineParallel = 2 });
+                if (single.Length != 3 || pp.Length != 3) throw new Exception($"validation losses: {single.Length} single-device, {pp.Length} pipeline (3 steps)");
+                for (int i = 0; i < 3; i++)
+                    if (!(Math.Abs(single[i] - pp[i]) <= 1e-5)) throw new Exception($"step {i + 1}: val loss {pp[i]:R} vs {single[i]:R}");
+            }),
             Spec.Case("LLAMA3 PP=2 x VPP=2, GPipe, bfloat16: within 1e-2 of the single-device bfloat16 run", () =>
             {
                 var single = Train(Llama3Pp, Options(Llama3Pp, 1, 2, 8) with { BFloat16 = true });

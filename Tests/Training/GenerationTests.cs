@@ -66,12 +66,12 @@ public static class GenerationTests
         {
             var windows = new List<(long[] Window, int At)>();
             // A "model" that always predicts last + 1 (one-hot), so the draw cannot change the token.
-            var ids = TextSampler.Generate([5, 6], length: 9, context: 4, padding: 99, (w, at) =>
+            var ids = TextSampler.Generate([5, 6], length: 9, context: 4, padding: 99, (w, at, coin) =>
             {
                 windows.Add(((long[])w.Clone(), at));
                 var probs = new float[100];
                 probs[(w[at] + 1) % 100] = 1f;
-                return probs;
+                return TextSampler.SampleMult(probs, coin);
             });
             Must.Equal(string.Join(",", ids), "5,6,7,8,9,10,11,12,13", "tokens");
             Must.Equal(windows.Count, 7, "one model call per new token");
@@ -79,10 +79,10 @@ public static class GenerationTests
             Must.Equal(windows[0].At, 1, "read after the last id");
             Must.Equal(string.Join(",", windows[^1].Window), "9,10,11,12", "a long context keeps the last T ids");
             Must.Equal(windows[^1].At, 3, "read at the window's end");
-            Must.Equal(TextSampler.Generate([1, 2, 3], 2, 4, 0, (_, _) => throw new Exception("called")).Length, 3, "a prompt at least as long as the text is all");
+            Must.Equal(TextSampler.Generate([1, 2, 3], 2, 4, 0, (_, _, _) => throw new Exception("called")).Length, 3, "a prompt at least as long as the text is all");
             // The draws are llm.c's: with uniform probabilities over 4 ids the token is floor(coin * 4).
             ulong s = TextSampler.Seed;
-            var uniform = TextSampler.Generate([0], 6, 8, 0, (_, _) => [0.25f, 0.25f, 0.25f, 0.25f]);
+            var uniform = TextSampler.Generate([0], 6, 8, 0, (_, _, coin) => TextSampler.SampleMult([0.25f, 0.25f, 0.25f, 0.25f], coin));
             Must.Equal(string.Join(",", uniform.Skip(1)), string.Join(",", Enumerable.Range(0, 5).Select(_ => (int)(TextSampler.RandomF32(ref s) * 4))), "draws");
         }),
         Spec.Case("llm.c tokenizer files: v1 and v2 read, bytes joined before UTF-8, bad files named", () => InTemp(dir =>
@@ -129,11 +129,22 @@ public static class GenerationTests
             Must.Equal(tp.Code, 0, "TP exit code: " + tp.Err);
             Must.Equal(string.Join(" | ", Samples(tp.Log)), string.Join(" | ", samples), "TP 2 + SP x DP 2 samples");
         })),
+        Spec.Case("under a pipeline the last stage samples and every stage goes on with its tokens: the single-device text", () => InTemp(dir =>
+        {
+            string[] common = ["--model=gpt2-tiny-pp", "--num_iteration=2", "--batch_size=2", "--sequence_length=16", "--total_batch_size=128",
+                "--tokenizer_bin=embedded:gpt2", "--freq_generate_txt=2", "--text_length=40"];   // 40 > T: the window slides
+            var single = Train(dir, common);
+            Must.Equal(single.Code, 0, "exit code: " + single.Err);
+            var pp = Train(dir, [.. common, "--nthread_per_process=8", "--tensor_parallel=2", "--sequence_parallel", "--pipeline_parallel=2", "--virtual_pipeline_parallel=2"]);
+            Must.Equal(pp.Code, 0, "PP exit code: " + pp.Err);
+            Must.Equal(Samples(single.Log).Length, 1, "one sample");
+            Must.Equal(string.Join(" | ", Samples(pp.Log)), string.Join(" | ", Samples(single.Log)), "DP 2 x TP 2 + SP x PP 2 x VPP 2 sample");
+        })),
         Spec.Case("bad generation flags: usage errors exit 2, bad tokenizer files exit 1, before training", () => InTemp(dir =>
         {
             (int, string) Run(params string[] a) { var r = Train(dir, ["--num_iteration=1", .. a]); Must.True(r.Log.Length == 0, "a step ran: " + r.Err); return (r.Code, r.Err); }
-            var (c1, e1) = Run("--model=gpt2-tiny-pp", "--nthread_per_process=2", "--pipeline_parallel=2", "--tokenizer_bin=embedded:gpt2");
-            Must.Equal(c1, 2, "PP exit"); Must.Contains(e1, "pipeline parallelism", "PP message");
+            var (c1, e1) = Run("--tokenizer_bin=embedded:gpt2", "--text_length=0");
+            Must.Equal(c1, 2, "exit"); Must.Contains(e1, "--text_length", "message");
             var (c2, e2) = Run("--text_length=8");
             Must.Equal(c2, 2, "exit"); Must.Contains(e2, "--text_length needs --tokenizer_bin", "message");
             var (c3, e3) = Run($"--tokenizer_bin={dir}/none.bin");

@@ -65,7 +65,7 @@ public static class TrainCommand
         const string gen = "Text generation (InfiniTrain's flags)";
         f.String("tokenizer_bin", "", "llm.c tokenizer file (gpt2_tokenizer.bin, magic 20240328; LLaMA-3 20240801), or embedded:gpt2 for the\n" +
             "built-in GPT-2 BPE: every --freq_generate_txt steps, sample --text_length tokens after \"The meaning of life is\"\n" +
-            "(llm.c's sampler, seed 1337 each time) and log them (--log_json: \"sample\"). Not under pipeline parallelism.", gen);
+            "(llm.c's sampler, seed 1337 each time) and log them (--log_json: \"sample\"); the same text in every layout.", gen);
         f.Int("freq_generate_txt", 10, "Sample text every N steps (needs --tokenizer_bin); 0 = never.", gen);
         f.Int("text_length", 64, "Tokens per sample, the prompt's included; past --sequence_length the model sees the last T tokens.", gen);
         return f;
@@ -192,8 +192,6 @@ public static class TrainCommand
             foreach (var flag in new[] { "freq_generate_txt", "text_length" })
                 if (v.IsSet(flag)) throw new UsageException($"--{flag} needs --tokenizer_bin (an llm.c tokenizer file, or {Trainer.Data.TokenizerFile.Embedded})");
         }
-        else if (generateEvery > 0 && parallel.PipelineParallel > 1)
-            throw new UsageException($"--tokenizer_bin: text generation does not run under pipeline parallelism (--pipeline_parallel={parallel.PipelineParallel}), as in InfiniTrain; leave it out or set --freq_generate_txt=0");
         else if (tokenizerBin != Trainer.Data.TokenizerFile.Embedded && !File.Exists(tokenizerBin))
             throw new RuntimeFailure($"--tokenizer_bin: file '{tokenizerBin}' does not exist{(Directory.Exists(tokenizerBin) ? " (it is a directory)" : "")}");
         var pipelineSchedule = PipelineScheduleFlag(v.GetString("pipeline_schedule"), parallel, total / (B * T * (dp / (parallel.TensorParallel * parallel.PipelineParallel))));

@@ -152,20 +152,37 @@ public sealed class PipelineRunner(PipelineStageModel model, ICommunicator pp)
     public float ForwardOnly(int microBatches, Func<int, (Tensor X, Tensor Y)> microBatch)
     {
         using var scope = torch.NewDisposeScope();
+        var batches = new Dictionary<int, (Tensor X, Tensor Y)>();
+        (Tensor X, Tensor Y) Batch(int m) => batches.TryGetValue(m, out var b) ? b : batches[m] = microBatch(m);
+        float lossSum = 0f;
+        Forward(microBatches, m => Batch(m).X, (m, logits) => lossSum += Model.Loss(logits, Batch(m).Y).to(ScalarType.Float32).cpu().item<float>());
+        return lossSum;
+    }
+
+    /// <summary>The last chunk's output for token ids <paramref name="x"/> (this rank's logits: its TP shard of the
+    /// vocabulary), forward only, on the stage holding the last chunk; null on the others. Every stage calls it.</summary>
+    public Tensor? ForwardLogits(Tensor x)
+    {
+        Tensor? logits = null;
+        Forward(1, _ => x, (_, output) => logits = output);
+        return logits;
+    }
+
+    /// <summary>The forward-only schedule: the first chunk reads <paramref name="input"/>(m), the last chunk's output of
+    /// micro-batch m goes to <paramref name="last"/> (on the stage holding it).</summary>
+    void Forward(int microBatches, Func<int, Tensor> input, Action<int, Tensor> last)
+    {
         using var _ = no_grad();
         var schedule = PipelineSchedule.ForwardOnly(Model.Stages, Model.VirtualStages, microBatches);
         var mail = new Mailbox(schedule, Model.Stage, pp);
-        float lossSum = 0f;
         foreach (var task in schedule.Tasks(Model.Stage))
         {
             var (m, g) = (task.MicroBatch, task.Chunk);
-            var (x, y) = microBatch(m);
-            var input = g == 0 ? x : mail.Receive(new(m, g - 1, false), ActivationLike(x));
-            var output = Model.Chunk(g).forward(input);
-            if (g == schedule.Chunks - 1) lossSum += Model.Loss(output, y).to(ScalarType.Float32).cpu().item<float>();
+            var x = input(m);
+            var output = Model.Chunk(g).forward(g == 0 ? x : mail.Receive(new(m, g - 1, false), ActivationLike(x)));
+            if (g == schedule.Chunks - 1) last(m, output);
             else pp.Send(output, PipelineChunks.StageOf(g + 1, schedule.Stages));
         }
-        return lossSum;
     }
 
     /// <summary>An empty hidden-state buffer for token ids <paramref name="x"/> (B,T): (B,T,C), (B,T/tp,C) under SP, in the model's dtype.</summary>

@@ -38,10 +38,11 @@ public static class TextSampler
 
     /// <summary>
     /// <paramref name="prompt"/> followed by sampled tokens, <paramref name="length"/> in all (just the prompt when it is
-    /// that long already). <paramref name="probabilitiesAt"/>(window, i) gives the model's next-token probabilities after
-    /// position i of a window of <paramref name="context"/> ids.
+    /// that long already). <paramref name="next"/>(window, i, coin) draws the token after position i of a window of
+    /// <paramref name="context"/> ids with llm.c's <paramref name="coin"/> (<see cref="SampleMult"/> over the model's
+    /// probabilities there); every caller draws the same coins.
     /// </summary>
-    public static int[] Generate(IReadOnlyList<int> prompt, int length, int context, int padding, Func<long[], int, float[]> probabilitiesAt)
+    public static int[] Generate(IReadOnlyList<int> prompt, int length, int context, int padding, Func<long[], int, float, int> next)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(context, 1);
         var ids = new List<int>(prompt);
@@ -52,7 +53,7 @@ public static class TextSampler
             var window = new long[context];
             Array.Fill(window, padding);
             for (int i = 0; i < n; i++) window[i] = ids[ids.Count - n + i];
-            ids.Add(SampleMult(probabilitiesAt(window, n - 1), RandomF32(ref rng)));
+            ids.Add(next(window, n - 1, RandomF32(ref rng)));
         }
         return ids.ToArray();
     }

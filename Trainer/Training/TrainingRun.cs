@@ -457,31 +457,42 @@ public sealed class TrainingRun
     DistributedBatches? _val;
 
     /// <summary>
-    /// Samples text from the model as it is now (<see cref="TextSampler"/>); every rank takes part (a TP shard's logits
-    /// are gathered over its TP group), the replicas of data-parallel index 0 sample, and their text is returned where
-    /// this process holds one of them (null elsewhere). Nothing of the training state changes: the generator is local.
+    /// Samples text from the model as it is now (<see cref="TextSampler"/>). The ranks of data-parallel index 0 take
+    /// part: a TP shard's logits are gathered over its TP group, and under a pipeline the stage holding the last chunk
+    /// samples and broadcasts each token over its PP group. Every one of them ends with the same text, returned where
+    /// this process holds one (null elsewhere). Nothing of the training state changes: the generator is local.
     /// </summary>
     string? SampleText(RankThreads rankThreads, Rank[] ranks, TextGeneration gen)
     {
         var perRank = RunRanks(rankThreads, _world!, r =>
         {
             var rank = ranks[r];
-            if (rank.DpIndex != 0 || rank.Model is not CausalLm model) return null;
-            long vocab = model.Config.VocabSize;
-            model.eval();
+            if (rank.DpIndex != 0) return null;
+            long vocab = (rank.Pipeline?.Model.Config ?? ((CausalLm)rank.Model).Config).VocabSize;
+            rank.Model.eval();
             try
             {
-                var ids = TextSampler.Generate(gen.Tokenizer.Prompt, gen.Length, _o.SequenceLength, gen.Tokenizer.EndOfText, (window, at) =>
+                var ids = TextSampler.Generate(gen.Tokenizer.Prompt, gen.Length, _o.SequenceLength, gen.Tokenizer.EndOfText, (window, at, coin) =>
                 {
                     using var noGrad = torch.no_grad();
                     using var scope = torch.NewDisposeScope();
-                    var logits = model.forward(torch.tensor(window, dtype: ScalarType.Int64).reshape(1, -1).to(rank.Device));
-                    if (model is TensorParallelLm tp) logits = TensorParallelOps.AllGatherAlong(logits, tp.Tp, -1);
-                    return logits[0, at].narrow(0, 0, vocab).to(ScalarType.Float32).softmax(0).cpu().data<float>().ToArray();
+                    var x = torch.tensor(window, dtype: ScalarType.Int64).reshape(1, -1).to(rank.Device);
+                    var logits = rank.Pipeline is { } pipeline ? pipeline.ForwardLogits(x) : rank.Model.forward(x);
+                    int token = -1;
+                    if (logits is not null)
+                    {
+                        if (rank.Groups.Tp.Size > 1) logits = TensorParallelOps.AllGatherAlong(logits, rank.Groups.Tp, -1);
+                        var probabilities = logits[0, at].narrow(0, 0, vocab).to(ScalarType.Float32).softmax(0).cpu().data<float>().ToArray();
+                        token = TextSampler.SampleMult(probabilities, coin);
+                    }
+                    if (rank.Pipeline is null) return token;
+                    var shared = torch.tensor(new long[] { token });
+                    rank.Groups.Pp.Broadcast(shared, rank.Groups.Pp.Size - 1);   // the last stage holds the last chunk
+                    return (int)shared.item<long>();
                 });
                 return gen.Tokenizer.Decode(ids);
             }
-            finally { model.train(); }
+            finally { rank.Model.train(); }
         });
         return perRank.FirstOrDefault(t => t is not null);
     }

@@ -198,6 +198,10 @@ public static class MpiTests
         var i = Data(c.Rank, ++tag, 11, ScalarType.Int64);
         c.AllReduce(i, ReduceOp.Sum);
         lines.Add($"AllReduce int64: {Hex(i)}");
+        // Larger than HybridCommunicator.OneRoundBytes (256 KiB): its reduce-scatter + gather path, uneven chunks.
+        var large = Data(c.Rank, ++tag, 70_001, ScalarType.Float32);
+        c.AllReduce(large, ReduceOp.Avg);
+        lines.Add($"AllReduce 70001 floats: SHA-256 {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(Hex(large))))}");
         foreach (var dt in new[] { ScalarType.Float32, ScalarType.BFloat16 })
         {
             var input = Data(c.Rank, ++tag, 5 * c.Size, dt);

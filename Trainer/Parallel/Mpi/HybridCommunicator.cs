@@ -68,17 +68,23 @@ public sealed class HybridCommunicator : IAbortableCommunicator
 
     // ------------------------------------------------------------------ collectives
 
+    /// <summary>Tensors up to this size are all-reduced in one round: every member sends its whole tensor to every other
+    /// and combines them all (the same elementwise rank-ordered rule, so the same bits), which halves the waits of the
+    /// small, latency-bound reductions; larger ones are reduce-scattered and gathered, moving 2 (n-1)/n of the tensor.</summary>
+    internal const long OneRoundBytes = 256 << 10;
+
     public void AllReduce(Tensor tensor, ReduceOp op)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
+        bool oneRound = tensor.numel() * tensor.ElementSize <= OneRoundBytes;   // the same on every member whose header agrees
         Tensor src = null!;
         long[] counts = [], starts = [];
-        Tensor Chunk(int j) => src.narrow(0, starts[j], counts[j]);
-        // Both rounds hand their tensors over without a copy inside this process: a member overwrites its tensor only
+        Tensor Chunk(int j) => oneRound ? src : src.narrow(0, starts[j], counts[j]);
+        // Two rounds hand their tensors over without a copy inside this process: a member overwrites its tensor only
         // after every member has sent its reduced chunk, i.e. has finished reading the chunks it was sent, and `mine`
-        // is a new tensor that nobody writes.
-        var (what, got, _) = Exchange(MpiCommunicator.Op.AllReduce, tensor, null, (int)op, scope, share: true, prepare: what =>
+        // is a new tensor that nobody writes. One round has no such point, so its tensors are copied.
+        var (what, got, _) = Exchange(MpiCommunicator.Op.AllReduce, tensor, null, (int)op, scope, share: !oneRound, prepare: what =>
         {
             CheckReducible(tensor.dtype, op, what);
             src = MpiCommunicator.HostContiguous(tensor, what).reshape(-1);
@@ -88,6 +94,11 @@ public sealed class HybridCommunicator : IAbortableCommunicator
             return Chunk;
         });
         var mine = Reduction.Combine(Enumerable.Range(0, Size).Select(j => j == Rank ? Chunk(j) : Body(got, j, what)).ToArray(), op, tensor.dtype, CPU);
+        if (oneRound)
+        {
+            tensor.copy_(mine.view(tensor.shape));
+            return;
+        }
         for (int j = 0; j < Size; j++) if (j != Rank) Put(Kind.Reduced, j, null, mine, share: true);
         var pieces = Enumerable.Range(0, Size).Select(j => j == Rank ? mine : Take(Kind.Reduced, j, what, "its reduced chunk", scope).Body!).ToArray();
         tensor.copy_(torch.cat(pieces, 0).view(tensor.shape));

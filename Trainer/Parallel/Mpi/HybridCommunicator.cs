@@ -15,9 +15,11 @@ namespace Trainer.Parallel.Mpi;
 /// is a queue hand-over when both live in this process and an MPI message otherwise (<see cref="MpiPostOffice"/>).
 /// <para>The collectives are written on those messages exactly as <see cref="MpiCommunicator"/>'s: an AllReduce sends
 /// chunk j of the tensor to member j, member j combines every member's chunk with <see cref="Reduction.Combine"/> in rank
-/// order and sends the result back to all — so the results are bit-identical to <see cref="ThreadCommunicator"/>'s and to
-/// the one-rank-per-process backend's. Before each collective the members exchange <see cref="MpiCommunicator"/>'s header
-/// (argument check, mismatches throw on every member); every wait has the timeout and names the member it waits for.</para>
+/// order and sends the result back to all (up to <see cref="OneRoundBytes"/>: every member gets and combines the whole
+/// tensors) — so the results are bit-identical to <see cref="ThreadCommunicator"/>'s and to the one-rank-per-process
+/// backend's. Each collective's first message from one member to another carries <see cref="MpiCommunicator"/>'s header
+/// (the argument check, <see cref="Exchange"/>: mismatches throw on every member); every wait has the timeout and names
+/// the member it waits for.</para>
 /// <para>A group is identified across processes by its split path (<c>world/2:5</c> = the world's third split, color 5),
 /// hashed into the message envelope; each process checks that no two of its groups share a hash.</para>
 /// </summary>

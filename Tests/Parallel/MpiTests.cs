@@ -107,8 +107,9 @@ public static class MpiTests
 
     // ------------------------------------------------------------------ the collectives program
 
-    /// <summary>Worker mode: <c>mpi-worker collectives OUT_PREFIX</c>, <c>mpi-worker hybrid THREADS OUT_PREFIX</c> or
-    /// <c>mpi-worker hang</c>. Returns the exit code.</summary>
+    /// <summary>Worker mode: <c>mpi-worker collectives OUT_PREFIX</c>, <c>mpi-worker hybrid THREADS OUT_PREFIX</c>,
+    /// <c>mpi-worker hang</c>, or <c>mpi-worker hybrid-latency THREADS</c> (not a test: the timings of docs/REPORT.md §3).
+    /// Returns the exit code.</summary>
     public static int WorkerMain(string[] args)
     {
         int rc = 1;
@@ -123,6 +124,10 @@ public static class MpiTests
                 case "hybrid":
                     // mpi-worker hybrid THREADS OUT_PREFIX: the program on every rank thread of processes x threads ranks.
                     RunHybrid(int.Parse(args[1], CultureInfo.InvariantCulture), c => File.WriteAllLines($"{args[2]}.{c.WorldRanks[c.Rank]}", CollectivesProgram(c)));
+                    break;
+                case "hybrid-latency":
+                    int threads = int.Parse(args[1], CultureInfo.InvariantCulture);
+                    RunHybrid(threads, c => HybridLatency(c, threads));
                     break;
                 case "hybrid-hang":
                     RunHybrid(2, c =>
@@ -158,6 +163,33 @@ public static class MpiTests
         foreach (var t in running) t.Join();
         foreach (var c in comms) c.Dispose();
         if ((errors.FirstOrDefault(e => e is not null and not CommunicatorAbortedException) ?? errors.FirstOrDefault(e => e is not null)) is { } failed) throw failed;
+    }
+
+    /// <summary>Microseconds per operation (rank 0 prints them) of AllReduces over the world, over one thread of each
+    /// process and over the threads of one process, and of a ping-pong between two processes.</summary>
+    static void HybridLatency(ICommunicator c, int threads)
+    {
+        using var across = c.Split(c.Rank % threads, c.Rank);
+        using var within = c.Split(c.Rank / threads, c.Rank);
+        void Time(string name, ICommunicator g, int n, Action op)
+        {
+            for (int i = 0; i < 20; i++) op();
+            g.Barrier();
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++) op();
+            if (c.Rank == 0) Console.WriteLine($"latency {name}: {clock.Elapsed.TotalMilliseconds * 1000 / n:F0} us/op");
+        }
+        Tensor small = torch.ones(4), big = torch.ones(1 << 18), message = torch.ones(1024);
+        Time("world AllReduce 4 floats", c, 300, () => c.AllReduce(small, ReduceOp.Sum));
+        Time("world AllReduce 256Ki floats", c, 30, () => c.AllReduce(big, ReduceOp.Sum));
+        Time("across processes AllReduce 4 floats", across, 300, () => across.AllReduce(small, ReduceOp.Sum));
+        Time("within a process AllReduce 4 floats", within, 300, () => within.AllReduce(small, ReduceOp.Sum));
+        Time("within a process AllReduce 256Ki floats", within, 30, () => within.AllReduce(big, ReduceOp.Sum));
+        Time("across processes Send+Recv ping-pong 1Ki floats", across, 300, () =>
+        {
+            if (across.Rank == 0) { across.Send(message, 1); across.Recv(message, 1); }
+            else if (across.Rank == 1) { across.Recv(message, 0); across.Send(message, 0); }
+        });
     }
 
     static string Hex(Tensor t)
@@ -198,6 +230,10 @@ public static class MpiTests
         var i = Data(c.Rank, ++tag, 11, ScalarType.Int64);
         c.AllReduce(i, ReduceOp.Sum);
         lines.Add($"AllReduce int64: {Hex(i)}");
+        // Larger than HybridCommunicator.OneRoundBytes (256 KiB): its reduce-scatter + gather path, uneven chunks.
+        var large = Data(c.Rank, ++tag, 70_001, ScalarType.Float32);
+        c.AllReduce(large, ReduceOp.Avg);
+        lines.Add($"AllReduce 70001 floats: SHA-256 {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.ASCII.GetBytes(Hex(large))))}");
         foreach (var dt in new[] { ScalarType.Float32, ScalarType.BFloat16 })
         {
             var input = Data(c.Rank, ++tag, 5 * c.Size, dt);

@@ -45,8 +45,9 @@ public static class GenerationTests
         try { body(dir); } finally { try { Directory.Delete(dir, true); } catch { } }
     }
 
+    // Sequenced: the runs seed torch's one global generator, which runs of parallel tests would draw from too.
     [Tests]
-    public static Test All => Spec.List("training.generation",
+    public static Test All => Spec.Sequenced(Spec.List("training.generation",
         Spec.Case("llm.c's xorshift* from 1337, its float in [0, 1), and sample_mult's cumulative rule", () =>
         {
             // The first draws of llm.c's random_u32 from state 1337, computed with Python's integers.
@@ -109,6 +110,7 @@ public static class GenerationTests
             Bad("tail.bin", "2 unexpected trailing bytes", p => WriteTokenizer(p, TokenizerFile.Gpt2Magic, 1, Table, tail: [1, 2]));
             Bad("eot.bin", "end-of-text id 6", p => WriteTokenizer(p, TokenizerFile.Gpt2Magic, 2, Table, eot: 6));
             Bad("missing.bin", "not found", _ => { });
+            Bad("llama-tokens.bin", "also a LLaMA-3 token file's", p => CliTests.WriteTokens(p, [1, 2, 3], magic: TokenFile.Llama3Magic));
             var gpt2 = TokenizerFile.Open(TokenizerFile.Embedded);
             Must.Equal(gpt2.Decode(gpt2.Prompt), "The meaning of life is", "embedded GPT-2 decodes InfiniTrain's prompt");
             Must.Equal(gpt2.Decode(PrepareDataCommand.TokenizeText("naïve café 😀", eot: false)), "naïve café 😀", "embedded: multi-byte text whole");
@@ -153,5 +155,5 @@ public static class GenerationTests
             WriteTokenizer(big, TokenizerFile.Llama3Magic, 2, Enumerable.Range(0, 60_000).Select(i => new[] { (byte)(i % 200) }).ToArray(), eot: 1);
             var (c4, e4) = Run("--model=gpt2-tiny", $"--tokenizer_bin={big}");
             Must.Equal(c4, 1, "vocabulary exit"); Must.Contains(e4, "60,000 tokens, more than the 50,257", "message");
-        })));
+        }))));
 }

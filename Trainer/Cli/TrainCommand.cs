@@ -160,7 +160,9 @@ public static class TrainCommand
         string inputBin = v.GetString("input_bin"), valBin = v.GetString("input_val_bin");
         int valEvery = v.GetInt32("val_loss_every", 0);
         if (valEvery > 0 && valBin.Length == 0 && inputBin.Length > 0) throw new UsageException("--val_loss_every needs --input_val_bin (only the embedded dataset has a default validation split)");
-        foreach (var (flag, path) in new[] { ("input_bin", inputBin), ("input_val_bin", valBin), ("llmc_filepath", v.GetString("llmc_filepath")) })
+        string tokenizerBin = v.GetString("tokenizer_bin");
+        foreach (var (flag, path) in new[] { ("input_bin", inputBin), ("input_val_bin", valBin), ("llmc_filepath", v.GetString("llmc_filepath")),
+                     ("tokenizer_bin", tokenizerBin == Trainer.Data.TokenizerFile.Embedded ? "" : tokenizerBin) })
         {
             if (path.Length > 0 && Directory.Exists(path)) throw new RuntimeFailure($"--{flag}: '{path}' is a directory, not a file");
             if (path.Length > 0 && !File.Exists(path)) throw new RuntimeFailure($"--{flag}: file '{path}' does not exist");
@@ -185,15 +187,10 @@ public static class TrainCommand
         int dataParallel = dp / (parallel.TensorParallel * parallel.PipelineParallel);
         if (dataOrder == DataOrder.Llmc && dataParallel != 1)
             throw new UsageException($"--data_order=llmc needs data parallelism 1 (llm.c's shuffled order is defined for one process); this layout has DP={dataParallel}");
-        string tokenizerBin = v.GetString("tokenizer_bin");
         int generateEvery = v.GetInt32("freq_generate_txt", 0), textLength = v.GetInt32("text_length", 1);
         if (tokenizerBin.Length == 0)
-        {
             foreach (var flag in new[] { "freq_generate_txt", "text_length" })
                 if (v.IsSet(flag)) throw new UsageException($"--{flag} needs --tokenizer_bin (an llm.c tokenizer file, or {Trainer.Data.TokenizerFile.Embedded})");
-        }
-        else if (tokenizerBin != Trainer.Data.TokenizerFile.Embedded && !File.Exists(tokenizerBin))
-            throw new RuntimeFailure($"--tokenizer_bin: file '{tokenizerBin}' does not exist{(Directory.Exists(tokenizerBin) ? " (it is a directory)" : "")}");
         var pipelineSchedule = PipelineScheduleFlag(v.GetString("pipeline_schedule"), parallel, total / (B * T * (dp / (parallel.TensorParallel * parallel.PipelineParallel))));
 
         var lora = ReadLora(v, model.Config, dp);

@@ -63,6 +63,16 @@ public sealed class TokenizerFile
         if (Directory.Exists(source)) throw new LlmcFileException(source, "tokenizer file expected, found a directory");
         if (!File.Exists(source)) throw new LlmcFileException(source, "tokenizer file not found");
         var data = File.ReadAllBytes(source);
+        try { return Read(source, data); }
+        catch (LlmcFileException e) when (data.Length >= 4 && BitConverter.ToInt32(data, 0) == TokenFile.Llama3Magic)
+        {
+            // 20240801 is also the magic of LLaMA-3 token files: say so where one is read as a tokenizer.
+            throw new LlmcFileException(source, e.Problem + $"; magic {TokenFile.Llama3Magic} is also a LLaMA-3 token file's: is this one?");
+        }
+    }
+
+    static TokenizerFile Read(string source, byte[] data)
+    {
         if (data.Length < 1024) throw new LlmcFileException(source, $"truncated: {data.Length} bytes, shorter than the 1024-byte header");
         var h = MemoryMarshal.Cast<byte, int>(data.AsSpan(0, 1024));
         int magic = h[0], version = h[1], vocab = h[2];
